@@ -1,0 +1,62 @@
+# Lookalike developer tasks. `make help` lists them.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt
+LOOKALIKE := $(BIN)/lookalike
+
+# The demo runs on the committed random-weight test model unless told otherwise, e.g.
+#   make demo DEMO_MODEL=dinov2-vits14 DEMO_MODELS_DIR=~/.cache/lookalike/models
+DEMO_DIR ?= var/demo
+DEMO_MODEL ?= dinov2-vits14-tiny-random
+DEMO_MODELS_DIR ?= tests/fixtures/models
+DEMO_ENV := LOOKALIKE_DATA_DIR=$(DEMO_DIR)/data LOOKALIKE_MODELS_DIR=$(DEMO_MODELS_DIR) \
+	LOOKALIKE_DEFAULT_MODEL=$(DEMO_MODEL)
+
+.DEFAULT_GOAL := help
+.PHONY: help install install-all demo test lint format bench test-model constraints clean
+
+help: ## Show every task with its description
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+install: $(BIN)/python ## Install Lookalike and the dev tools into .venv
+	$(PIP) -e ".[dev]"
+
+install-all: $(BIN)/python ## Install with every extra: dev, export (PyTorch), demo
+	$(PIP) -e ".[dev,export,demo]"
+
+demo: $(BIN)/python ## The main job: build the sample catalog, ingest it, search it
+	$(PIP) -e ".[demo]"
+	$(LOOKALIKE) sample-catalog $(DEMO_DIR)/catalog
+	$(DEMO_ENV) $(LOOKALIKE) ingest --catalog $(DEMO_DIR)/catalog/items.csv --images $(DEMO_DIR)/catalog/images
+	$(DEMO_ENV) $(LOOKALIKE) search --image $(DEMO_DIR)/catalog/images/coffee-crop.jpg --limit 5
+	$(DEMO_ENV) $(LOOKALIKE) search --item astronaut --group-by product_id --limit 5
+	$(DEMO_ENV) $(LOOKALIKE) collections
+
+test: install-all ## Run every test (installs the PyTorch extra for the export test)
+	$(BIN)/pytest
+
+lint: install ## ruff check, ruff format --check, mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+format: install ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: install-all ## Print ingest throughput vs seed 001 (writes bench/results/ingest.json)
+	$(BIN)/python bench/ingest_bench.py
+
+test-model: install-all ## Re-export the committed random-weight test model
+	rm -rf tests/fixtures/models/dinov2-vits14-tiny-random
+	LOOKALIKE_MODELS_DIR=tests/fixtures/models $(LOOKALIKE) models export dinov2-vits14 --random-init --tiny
+
+constraints: install-all ## Refresh constraints.txt (exact versions) from .venv
+	$(BIN)/pip freeze --exclude-editable | sed 's/+cpu$$//' > constraints.txt
+
+clean: ## Remove the virtualenv, caches and generated data
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache bench/results

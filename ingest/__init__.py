@@ -1,0 +1,1 @@
+"""Image to vector to stored point: decoding, models, embedding, vector store, ingestion."""

@@ -1,0 +1,27 @@
+"""Wiring from settings to ready objects: the store, model manifests and loaded embedders."""
+
+from __future__ import annotations
+
+from ingest.embedder import load_embedder
+from ingest.pipeline import ModelRuntime
+from ingest.registry import ModelRegistry
+from ingest.store.qdrant import QdrantStore
+from schemas.settings import Settings
+
+
+def load_runtime(settings: Settings, model_id: str) -> ModelRuntime:
+    """An installed model with its process-wide embedder, or ``ModelNotFound`` with a hint."""
+    registry = ModelRegistry(settings.models_dir)
+    manifest = registry.manifest(model_id)
+    embedder = load_embedder(
+        registry,
+        manifest,
+        intra_op_threads=settings.resolved_intra_op_threads(),
+        tta_flip=settings.tta_flip,
+    )
+    return ModelRuntime(manifest=manifest, embedder=embedder)
+
+
+def open_store(settings: Settings) -> QdrantStore:
+    """The vector store: a Qdrant server if configured, else local mode on disk."""
+    return QdrantStore.from_settings(settings)

@@ -1,0 +1,524 @@
+"""The Qdrant backend of ``VectorStore``: a Qdrant server, or qdrant-client's local mode."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import grpc  # type: ignore[import-untyped]
+import httpx
+from qdrant_client import QdrantClient, models
+from qdrant_client.common.client_exceptions import QdrantException, ResourceExhaustedResponse
+from qdrant_client.http.exceptions import (
+    ApiException,
+    ResponseHandlingException,
+    UnexpectedResponse,
+)
+
+from ingest.errors import CollectionMismatch, ItemNotFound, StoreError, StoreUnavailable
+from ingest.store.base import collection_name, point_id
+from schemas.models import ModelManifest
+from schemas.points import (
+    AnyOfCondition,
+    CollectionInfo,
+    Condition,
+    FacetCount,
+    MatchCondition,
+    NewPoint,
+    PayloadFilter,
+    PointGroup,
+    ScoredPoint,
+    StoredPoint,
+)
+from schemas.settings import DEFAULT_PAYLOAD_INDEXES, Settings
+
+SCHEMA_VERSION = 1
+MEMORY = ":memory:"
+
+# What qdrant-client raises when the backend fails; anything else is a bug and propagates as is.
+_BACKEND_ERRORS = (ApiException, QdrantException, httpx.TransportError, grpc.RpcError)
+_TRANSIENT_GRPC_CODES = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED}
+)
+# Local mode keeps no payload indexes and says so once per process; the indexes matter on a
+# server only, so the warning is noise for the embedded default.
+_LOCAL_INDEX_WARNING = "Payload indexes have no effect in the local Qdrant"
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+@dataclass(frozen=True)
+class _Recorded:
+    """What a collection says about the model that built it."""
+
+    model_id: str
+    fingerprint: str
+    dimension: int
+
+
+def _is_transient(exc: Exception) -> bool:
+    """Whether a retry later may succeed (server down, overloaded, timed out)."""
+    if isinstance(exc, ResponseHandlingException):
+        return isinstance(exc.source, httpx.TransportError)
+    if isinstance(exc, UnexpectedResponse):
+        return exc.status_code is None or exc.status_code >= 500 or exc.status_code == 429
+    if isinstance(exc, ResourceExhaustedResponse | httpx.TransportError):
+        return True
+    if isinstance(exc, grpc.RpcError):
+        return exc.code() in _TRANSIENT_GRPC_CODES
+    return False
+
+
+def _as_store_error(exc: Exception, where: str) -> StoreError:
+    """The Lookalike exception for a qdrant-client failure."""
+    if _is_transient(exc):
+        cause = exc.source if isinstance(exc, ResponseHandlingException) else exc
+        return StoreUnavailable(
+            f"Qdrant at {where} is unavailable ({type(cause).__name__}: {cause})".strip()
+        )
+    return StoreError(f"Qdrant at {where} refused the request: {exc}")
+
+
+def _translate_errors(
+    method: Callable[Concatenate[QdrantStore, _P], _R],
+) -> Callable[Concatenate[QdrantStore, _P], _R]:
+    """Run a store method under the store's guard, turning backend failures into StoreErrors."""
+
+    @functools.wraps(method)
+    def wrapper(self: QdrantStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self._guard:
+            try:
+                return method(self, *args, **kwargs)
+            except _BACKEND_ERRORS as exc:
+                # A collection may have been dropped or rebuilt behind our back (reindex from
+                # another process): forget what we verified so the next call looks again.
+                self._recorded.clear()
+                raise _as_store_error(exc, self._where) from exc
+
+    return wrapper
+
+
+def _condition(condition: Condition) -> models.FieldCondition:
+    """One Lookalike condition as a Qdrant field condition."""
+    if isinstance(condition, MatchCondition):
+        return models.FieldCondition(
+            key=condition.key, match=models.MatchValue(value=condition.value)
+        )
+    if isinstance(condition, AnyOfCondition):
+        return models.FieldCondition(key=condition.key, match=models.MatchAny(any=condition.values))
+    return models.FieldCondition(
+        key=condition.key,
+        range=models.Range(gt=condition.gt, gte=condition.gte, lt=condition.lt, lte=condition.lte),
+    )
+
+
+def to_qdrant_filter(
+    payload_filter: PayloadFilter | None, *, exclude_ids: Sequence[str] = ()
+) -> models.Filter | None:
+    """Translate a ``PayloadFilter`` (plus point ids to leave out) into a Qdrant filter."""
+    must: list[models.Condition] = []
+    must_not: list[models.Condition] = []
+    if payload_filter is not None:
+        must.extend(_condition(c) for c in payload_filter.must)
+        must_not.extend(_condition(c) for c in payload_filter.must_not)
+    if exclude_ids:
+        must_not.append(models.HasIdCondition(has_id=list(exclude_ids)))
+    if not must and not must_not:
+        return None
+    return models.Filter(must=must or None, must_not=must_not or None)
+
+
+def _payload(point: models.ScoredPoint | models.Record) -> dict[str, Any]:
+    return dict(point.payload or {})
+
+
+def _vector(vector: object) -> list[float] | None:
+    # Lookalike collections hold one unnamed dense vector, which comes back as a plain list.
+    if isinstance(vector, list):
+        return [float(x) for x in vector]
+    return None
+
+
+def _scored(point: models.ScoredPoint) -> ScoredPoint:
+    payload = _payload(point)
+    return ScoredPoint(
+        id=str(point.id),
+        item_id=str(payload.get("item_id", "")),
+        score=point.score,
+        payload=payload,
+    )
+
+
+def _stored(record: models.Record) -> StoredPoint:
+    payload = _payload(record)
+    return StoredPoint(
+        id=str(record.id),
+        item_id=str(payload.get("item_id", "")),
+        payload=payload,
+        vector=_vector(record.vector),
+    )
+
+
+def _recorded(name: str, info: models.CollectionInfo) -> _Recorded:
+    """Read the model a collection was built with from its metadata; refuse foreign ones."""
+    metadata = info.config.metadata or {}
+    vectors = info.config.params.vectors
+    if "model_fingerprint" not in metadata or not isinstance(vectors, models.VectorParams):
+        raise CollectionMismatch(
+            f"collection {name!r} exists but was not created by Lookalike (no model metadata); "
+            "use another collection prefix"
+        )
+    return _Recorded(
+        model_id=str(metadata.get("model_id", "")),
+        fingerprint=str(metadata["model_fingerprint"]),
+        dimension=vectors.size,
+    )
+
+
+def _local_client(location: str) -> QdrantClient:
+    """Open qdrant-client's local mode in RAM or in a directory (created if needed)."""
+    if location == MEMORY:
+        return QdrantClient(location=MEMORY)
+    Path(location).mkdir(parents=True, exist_ok=True)
+    try:
+        return QdrantClient(path=location)
+    except RuntimeError as exc:
+        # qdrant-client takes an exclusive file lock on the directory and raises a bare
+        # RuntimeError when someone else holds it.
+        raise StoreUnavailable(
+            f"the local vector store at {location} is already open in another process "
+            "(local mode allows one process per directory): stop that process, or run a "
+            "Qdrant server and set LOOKALIKE_QDRANT_URL"
+        ) from exc
+
+
+class QdrantStore:
+    """``VectorStore`` on Qdrant: one cosine collection per model, named ``<prefix>__<model>``."""
+
+    def __init__(
+        self,
+        client: QdrantClient,
+        *,
+        prefix: str = "lookalike",
+        payload_indexes: Sequence[str] = DEFAULT_PAYLOAD_INDEXES,
+    ) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.payload_indexes = tuple(payload_indexes)
+        options = client.init_options
+        local = options.get("location") == MEMORY or options.get("path") is not None
+        self._where: str = str(
+            options.get("path") or options.get("url") or options.get("location") or "localhost"
+        )
+        # Local mode is plain Python over numpy arrays and sqlite, not safe for concurrent
+        # writers and readers (the embedded stack shares one store between API and worker
+        # threads); a server handles concurrency itself.
+        self._guard: contextlib.AbstractContextManager[object] = (
+            threading.RLock() if local else contextlib.nullcontext()
+        )
+        self._recorded: dict[str, _Recorded] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> QdrantStore:
+        """A server store when ``qdrant_url`` is set, else local mode on disk or in RAM."""
+        if settings.qdrant_url:
+            client = QdrantClient(url=settings.qdrant_url, api_key=settings.qdrant_api_key)
+        else:
+            client = _local_client(settings.resolved_qdrant_location())
+        return cls(
+            client, prefix=settings.collection_prefix, payload_indexes=settings.payload_indexes
+        )
+
+    def _name(self, model_id: str) -> str:
+        return collection_name(self.prefix, model_id)
+
+    @_translate_errors
+    def ensure_collection(self, model: ModelManifest) -> CollectionInfo:
+        """Create the model's collection if absent; refuse if it was built by another model."""
+        name = self._name(model.spec.id)
+        if not self.client.collection_exists(name):
+            self._create(name, model)
+        info = self.client.get_collection(name)
+        recorded = _recorded(name, info)
+        if recorded.fingerprint != model.fingerprint:
+            raise CollectionMismatch(
+                f"collection {name!r} was built with {recorded.fingerprint}, not "
+                f"{model.fingerprint}; run `lookalike reindex --to {model.spec.id}` to rebuild "
+                "it with this model, or use another collection prefix"
+            )
+        if recorded.dimension != model.spec.dimension:
+            raise CollectionMismatch(
+                f"collection {name!r} holds {recorded.dimension}-d vectors but model "
+                f"{model.spec.id} makes {model.spec.dimension}-d ones; run "
+                f"`lookalike reindex --to {model.spec.id}` or use another collection prefix"
+            )
+        self._create_missing_indexes(name, set(info.payload_schema))
+        self._recorded[name] = recorded
+        return self._info(name, recorded)
+
+    def _create(self, name: str, model: ModelManifest) -> None:
+        metadata = {
+            "model_id": model.spec.id,
+            "model_fingerprint": model.fingerprint,
+            "dimension": model.spec.dimension,
+            "schema_version": SCHEMA_VERSION,
+        }
+        vectors = models.VectorParams(size=model.spec.dimension, distance=models.Distance.COSINE)
+        try:
+            self.client.create_collection(name, vectors_config=vectors, metadata=metadata)
+        except UnexpectedResponse as exc:
+            # Two workers starting at once both see no collection; the loser verifies the
+            # winner's collection instead of failing.
+            if exc.status_code != 409:
+                raise
+
+    def _create_missing_indexes(self, name: str, existing: set[str]) -> None:
+        # Checked on every verification so that fields added to the settings later get indexed.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_LOCAL_INDEX_WARNING, category=UserWarning)
+            for field in self.payload_indexes:
+                if field not in existing:
+                    self.client.create_payload_index(
+                        name, field, field_schema=models.PayloadSchemaType.KEYWORD, wait=True
+                    )
+
+    def _info(self, name: str, recorded: _Recorded) -> CollectionInfo:
+        return CollectionInfo(
+            name=name,
+            model_id=recorded.model_id,
+            dimension=recorded.dimension,
+            model_fingerprint=recorded.fingerprint,
+            points=self.client.count(name, exact=True).count,
+        )
+
+    def _existing(self, model_id: str) -> tuple[str, _Recorded]:
+        """The model's collection name and record; a ``StoreError`` if it was never created."""
+        name = self._name(model_id)
+        recorded = self._recorded.get(name)
+        if recorded is None:
+            if not self.client.collection_exists(name):
+                raise StoreError(f"no collection for model {model_id!r}; ingest some images first")
+            recorded = _recorded(name, self.client.get_collection(name))
+            self._recorded[name] = recorded
+        return name, recorded
+
+    @_translate_errors
+    def drop_collection(self, model_id: str) -> bool:
+        """Delete a model's collection and all its points (reindex); False if there was none."""
+        name = self._name(model_id)
+        self._recorded.pop(name, None)
+        if not self.client.collection_exists(name):
+            return False
+        return self.client.delete_collection(name)
+
+    @_translate_errors
+    def upsert(self, model: ModelManifest, points: Sequence[NewPoint]) -> list[str]:
+        """Store points (overwriting same item+image); returns their point ids."""
+        # Checked before touching the store so that a bad batch creates nothing.
+        for point in points:
+            if len(point.vector) != model.spec.dimension:
+                raise CollectionMismatch(
+                    f"item {point.item_id!r}: vector has {len(point.vector)} dimensions but "
+                    f"model {model.spec.id} makes {model.spec.dimension}-d vectors; the model "
+                    f"file and its manifest disagree (rebuild with `lookalike reindex --to "
+                    f"{model.spec.id}`)"
+                )
+        name = self._name(model.spec.id)
+        if self._recorded.get(name) != _Recorded(
+            model.spec.id, model.fingerprint, model.spec.dimension
+        ):
+            self.ensure_collection(model)
+        ingested_at = datetime.now(UTC).isoformat()
+        structs = [self._struct(model, point, ingested_at) for point in points]
+        if structs:
+            self.client.upsert(name, points=structs, wait=True)
+        return [str(struct.id) for struct in structs]
+
+    @staticmethod
+    def _struct(model: ModelManifest, point: NewPoint, ingested_at: str) -> models.PointStruct:
+        system = {
+            "item_id": point.item_id,
+            "image_sha256": point.image_sha256,
+            "source_uri": point.source_uri,
+            "thumbnail_key": point.thumbnail_key,
+            "ingested_at": ingested_at,
+            "model_fingerprint": model.fingerprint,
+        }
+        return models.PointStruct(
+            id=point_id(point.item_id, point.image_sha256),
+            vector=list(point.vector),
+            payload={**point.metadata, **system},
+        )
+
+    @_translate_errors
+    def delete_item(self, model_id: str, item_id: str) -> int:
+        """Delete every point of an item; returns how many were deleted."""
+        name, _ = self._existing(model_id)
+        item_filter = to_qdrant_filter(PayloadFilter.from_pairs({"item_id": item_id}))
+        found = self.client.count(name, count_filter=item_filter, exact=True).count
+        if found:
+            self.client.delete(
+                name, points_selector=models.FilterSelector(filter=item_filter), wait=True
+            )
+        return found
+
+    @_translate_errors
+    def retrieve(
+        self, model_id: str, ids: Sequence[str], *, with_vectors: bool = False
+    ) -> list[StoredPoint]:
+        """Points with these ids that exist (missing ids are left out), in the order asked."""
+        name, _ = self._existing(model_id)
+        if not ids:
+            return []
+        records = self.client.retrieve(
+            name, list(ids), with_payload=True, with_vectors=with_vectors
+        )
+        found = {str(record.id): _stored(record) for record in records}
+        return [found[i] for i in dict.fromkeys(ids) if i in found]
+
+    def _query_input(
+        self,
+        model_id: str,
+        vector: Sequence[float] | None,
+        point_id: str | None,
+        payload_filter: PayloadFilter | None,
+    ) -> tuple[str, list[float] | str, models.Filter | None]:
+        """Collection name, Qdrant query and filter for a query by vector or by stored point."""
+        if vector is not None and point_id is None:
+            name, recorded = self._existing(model_id)
+            if len(vector) != recorded.dimension:
+                raise CollectionMismatch(
+                    f"query vector has {len(vector)} dimensions but the collection of model "
+                    f"{model_id!r} holds {recorded.dimension}-d vectors"
+                )
+            return name, list(vector), to_qdrant_filter(payload_filter)
+        if point_id is not None and vector is None:
+            name, _ = self._existing(model_id)
+            if not self.client.retrieve(name, [point_id], with_payload=False):
+                raise ItemNotFound(f"no point {point_id!r} in the collection of model {model_id!r}")
+            # "More like this" must not answer with the query image itself.
+            return name, point_id, to_qdrant_filter(payload_filter, exclude_ids=[point_id])
+        raise ValueError("query by exactly one of `vector` or `point_id`")
+
+    @_translate_errors
+    def query(
+        self,
+        model_id: str,
+        *,
+        vector: Sequence[float] | None = None,
+        point_id: str | None = None,
+        filter: PayloadFilter | None = None,
+        limit: int = 10,
+        offset: int = 0,
+        score_threshold: float | None = None,
+    ) -> list[ScoredPoint]:
+        """Nearest points to a vector or to a stored point (which is itself excluded)."""
+        name, query, query_filter = self._query_input(model_id, vector, point_id, filter)
+        response = self.client.query_points(
+            name,
+            query=query,
+            query_filter=query_filter,
+            limit=limit,
+            offset=offset,
+            score_threshold=score_threshold,
+            with_payload=True,
+        )
+        return [_scored(point) for point in response.points]
+
+    @_translate_errors
+    def query_groups(
+        self,
+        model_id: str,
+        *,
+        group_by: str,
+        vector: Sequence[float] | None = None,
+        point_id: str | None = None,
+        filter: PayloadFilter | None = None,
+        limit: int = 10,
+        group_size: int = 1,
+        score_threshold: float | None = None,
+    ) -> list[PointGroup]:
+        """Best matches grouped by a payload field: at most ``group_size`` hits per group."""
+        name, query, query_filter = self._query_input(model_id, vector, point_id, filter)
+        result = self.client.query_points_groups(
+            name,
+            group_by=group_by,
+            query=query,
+            query_filter=query_filter,
+            limit=limit,
+            group_size=group_size,
+            score_threshold=score_threshold,
+            with_payload=True,
+        )
+        return [
+            PointGroup(key=group.id, hits=[_scored(hit) for hit in group.hits])
+            for group in result.groups
+        ]
+
+    @_translate_errors
+    def facet(
+        self, model_id: str, key: str, *, filter: PayloadFilter | None = None, limit: int = 50
+    ) -> list[FacetCount]:
+        """Counts per value of a payload field among points matching the filter."""
+        name, _ = self._existing(model_id)
+        response = self.client.facet(
+            name, key, facet_filter=to_qdrant_filter(filter), limit=limit, exact=True
+        )
+        return [FacetCount(value=hit.value, count=hit.count) for hit in response.hits]
+
+    @_translate_errors
+    def count(self, model_id: str, *, filter: PayloadFilter | None = None) -> int:
+        """Exact number of points matching the filter."""
+        name, _ = self._existing(model_id)
+        return self.client.count(name, count_filter=to_qdrant_filter(filter), exact=True).count
+
+    @_translate_errors
+    def scroll(
+        self,
+        model_id: str,
+        *,
+        filter: PayloadFilter | None = None,
+        limit: int = 100,
+        offset: str | None = None,
+        with_vectors: bool = False,
+    ) -> tuple[list[StoredPoint], str | None]:
+        """One page of points in id order, and the offset of the next page (None at the end)."""
+        name, _ = self._existing(model_id)
+        records, next_offset = self.client.scroll(
+            name,
+            scroll_filter=to_qdrant_filter(filter),
+            limit=limit,
+            offset=offset,
+            with_payload=True,
+            with_vectors=with_vectors,
+        )
+        return [_stored(r) for r in records], None if next_offset is None else str(next_offset)
+
+    @_translate_errors
+    def collections(self) -> list[CollectionInfo]:
+        """Every Lookalike collection in this store (other collections are left out)."""
+        infos = []
+        for description in self.client.get_collections().collections:
+            name = description.name
+            if not name.startswith(f"{self.prefix}__"):
+                continue
+            try:
+                recorded = _recorded(name, self.client.get_collection(name))
+            except CollectionMismatch:
+                continue  # our prefix, but not built by Lookalike
+            infos.append(self._info(name, recorded))
+        return sorted(infos, key=lambda info: info.name)
+
+    def close(self) -> None:
+        """Release the store (local mode holds a file lock)."""
+        with self._guard:
+            self._recorded.clear()
+            self.client.close()

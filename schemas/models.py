@@ -1,0 +1,89 @@
+"""Description of an embedding model: what it outputs and how its input is prepared."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ResizeMode(StrEnum):
+    """How an image is brought to the model's square input."""
+
+    SQUASH = "squash"  # seed 001: resize straight to size x size, aspect ratio not kept
+    SHORTEST_SIDE_CROP = "shortest_side_center_crop"  # resize shortest side, then center crop
+
+
+class Resample(StrEnum):
+    """Pillow resampling filter used for the resize."""
+
+    BILINEAR = "bilinear"
+    BICUBIC = "bicubic"
+
+
+class OutputKind(StrEnum):
+    """Shape of the ONNX model's first output."""
+
+    EMBEDDING = "embedding"  # (batch, dim): already the CLS token
+    TOKENS = "tokens"  # (batch, tokens, dim): CLS token first
+
+
+class ModelFamily(StrEnum):
+    """Architecture family, which decides how ``export`` builds the model."""
+
+    DINOV2 = "dinov2"
+    DINOV2_REG = "dinov2-reg"
+    DINOV3 = "dinov3"
+    CUSTOM = "custom"
+
+
+class Preprocessing(BaseModel):
+    """Exact recipe turning a decoded RGB image into the model's input tensor."""
+
+    model_config = ConfigDict(frozen=True)
+
+    input_size: PositiveInt = 224
+    resize: ResizeMode = ResizeMode.SQUASH
+    resample: Resample = Resample.BILINEAR
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+
+class ModelSpec(BaseModel):
+    """One entry of the model registry."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    family: ModelFamily
+    dimension: PositiveInt
+    patch_size: PositiveInt = 14
+    preprocessing: Preprocessing = Field(default_factory=Preprocessing)
+    output: OutputKind = OutputKind.EMBEDDING
+    hf_repo: str | None = Field(default=None, description="Hub repository `export` builds from.")
+    onnx_url: str | None = Field(default=None, description="Published ONNX file `fetch` downloads.")
+    onnx_sha256: str | None = Field(default=None, description="Checksum of the published file.")
+    description: str = ""
+
+
+class ModelManifest(BaseModel):
+    """What is recorded next to a model file in the models directory."""
+
+    model_config = ConfigDict(frozen=True)
+
+    spec: ModelSpec
+    sha256: str
+    source: str = Field(
+        description="Where the file came from: fetch URL, export, or register path."
+    )
+    random_weights: bool = Field(
+        default=False, description="Random-init export: for tests and benchmarks only."
+    )
+
+    @property
+    def fingerprint(self) -> str:
+        """Model id + file checksum: what a collection records to detect a model change."""
+        return f"{self.spec.id}@sha256:{self.sha256}"

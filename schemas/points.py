@@ -1,0 +1,110 @@
+"""Stored points, query filters and query results, independent of the vector store backend."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field
+
+PayloadValue = str | int | float | bool
+
+
+class MatchCondition(BaseModel):
+    """``key`` equals ``value``."""
+
+    kind: Literal["match"] = "match"
+    key: str
+    value: str | int | bool
+
+
+class AnyOfCondition(BaseModel):
+    """``key`` equals one of ``values``."""
+
+    kind: Literal["any"] = "any"
+    key: str
+    values: list[str] | list[int]
+
+
+class RangeCondition(BaseModel):
+    """Numeric ``key`` within the given bounds (e.g. price)."""
+
+    kind: Literal["range"] = "range"
+    key: str
+    gt: float | None = None
+    gte: float | None = None
+    lt: float | None = None
+    lte: float | None = None
+
+
+Condition = Annotated[MatchCondition | AnyOfCondition | RangeCondition, Field(discriminator="kind")]
+
+
+class PayloadFilter(BaseModel):
+    """Conditions a point's payload must (and must not) satisfy."""
+
+    must: list[Condition] = Field(default_factory=list)
+    must_not: list[Condition] = Field(default_factory=list)
+
+    @classmethod
+    def from_pairs(cls, pairs: dict[str, PayloadValue]) -> PayloadFilter:
+        """Build an all-must-match filter from ``{key: value}``."""
+        conditions: list[Condition] = []
+        for key, value in pairs.items():
+            if isinstance(value, float):
+                conditions.append(RangeCondition(key=key, gte=value, lte=value))
+            else:
+                conditions.append(MatchCondition(key=key, value=value))
+        return cls(must=conditions)
+
+
+class NewPoint(BaseModel):
+    """One image embedding about to be stored."""
+
+    item_id: str
+    image_sha256: str
+    vector: list[float]
+    source_uri: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    thumbnail_key: str | None = None
+
+
+class StoredPoint(BaseModel):
+    """A point as read back from the store."""
+
+    id: str
+    item_id: str
+    payload: dict[str, Any]
+    vector: list[float] | None = None
+
+
+class ScoredPoint(BaseModel):
+    """A query result: a stored point and its cosine similarity to the query."""
+
+    id: str
+    item_id: str
+    score: float
+    payload: dict[str, Any]
+
+
+class PointGroup(BaseModel):
+    """Best matches sharing one value of the group-by payload field."""
+
+    key: str | int
+    hits: list[ScoredPoint]
+
+
+class FacetCount(BaseModel):
+    """How many points have ``value`` in the faceted field."""
+
+    value: str | int | bool
+    count: int
+
+
+class CollectionInfo(BaseModel):
+    """A model's collection: name, size and the model it was built with."""
+
+    name: str
+    model_id: str
+    dimension: int
+    model_fingerprint: str
+    points: int

@@ -1,0 +1,1 @@
+"""Flask API, admin page, query service and the ``lookalike`` command line."""

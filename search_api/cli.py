@@ -1,0 +1,406 @@
+"""The ``lookalike`` command line: models, bulk ingestion and search."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from ingest.errors import LookalikeError
+from schemas.models import ModelFamily, ModelManifest, Preprocessing, ResizeMode
+from schemas.points import (
+    AnyOfCondition,
+    Condition,
+    MatchCondition,
+    PayloadFilter,
+    RangeCondition,
+    ScoredPoint,
+)
+from schemas.settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_FILTER = re.compile(r"^(?P<key>[A-Za-z_][\w.-]*)\s*(?P<op><=|>=|<|>|=)\s*(?P<value>.*)$")
+
+
+def _friendly_errors(command: F) -> F:
+    """Turn Lookalike's own errors into a one-line message and exit code 1, not a traceback."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (LookalikeError, ValueError) as error:
+            raise click.ClickException(str(error)) from error
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings = ctx.find_root().obj
+    assert isinstance(settings, Settings)  # noqa: S101 (set by main)
+    return settings
+
+
+def _warn_if_random(manifest: ModelManifest) -> None:
+    if manifest.random_weights:
+        click.secho(
+            f"WARNING: model {manifest.spec.id!r} has RANDOM WEIGHTS (for tests and benchmarks "
+            "only): similarity results are not meaningful.",
+            fg="red",
+            bold=True,
+            err=True,
+        )
+
+
+@click.group()
+@click.version_option(package_name="lookalike")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Lookalike: visual similarity search for image catalogs.
+
+    Settings come from LOOKALIKE_* environment variables (see the README).
+    """
+    ctx.obj = Settings()
+
+
+# --- models -------------------------------------------------------------------------------
+
+
+@cli.group()
+def models() -> None:
+    """List, download, export and register embedding models."""
+
+
+@models.command("list")
+@click.pass_context
+def models_list(ctx: click.Context) -> None:
+    """Known and installed models, with dimension and fingerprint."""
+    from ingest.registry import KNOWN_MODELS, ModelRegistry
+
+    settings = _settings(ctx)
+    installed = {
+        manifest.spec.id: manifest for manifest in ModelRegistry(settings.models_dir).installed()
+    }
+    click.echo(f"models directory: {settings.models_dir}")
+    click.echo(f"{'id':<28}{'dim':>6}  {'family':<12}status")
+    for model_id in sorted(set(KNOWN_MODELS) | set(installed)):
+        manifest = installed.get(model_id)
+        spec = manifest.spec if manifest else KNOWN_MODELS[model_id]
+        status = "not installed"
+        if manifest:
+            status = f"installed sha256:{manifest.sha256[:12]}"
+            if manifest.random_weights:
+                status += "  RANDOM WEIGHTS (tests/benchmarks only)"
+        default = " (default)" if model_id == settings.default_model else ""
+        click.echo(f"{model_id + default:<28}{spec.dimension:>6}  {spec.family.value:<12}{status}")
+
+
+@models.command("fetch")
+@click.argument("model_id")
+@click.option("--url", help="Download from this URL instead of the registry's.")
+@click.option("--sha256", "sha256", help="Expected sha256 of the file.")
+@click.option("--allow-unverified", is_flag=True, help="Trust the file on first use.")
+@click.pass_context
+@_friendly_errors
+def models_fetch(
+    ctx: click.Context, model_id: str, url: str | None, sha256: str | None, allow_unverified: bool
+) -> None:
+    """Download a published ONNX file and verify its checksum (needs network)."""
+    from ingest.errors import ModelError
+    from ingest.fetch import download_file
+    from ingest.registry import ModelRegistry
+
+    registry = ModelRegistry(_settings(ctx).models_dir)
+    spec = registry.spec(model_id)
+    source = url or spec.onnx_url
+    if source is None:
+        raise ModelError(
+            f"no published ONNX file is known for {model_id!r}: use "
+            f"`lookalike models export {model_id}` or pass --url"
+        )
+    target = registry.model_path(model_id)
+    download_file(
+        source,
+        target,
+        expected_sha256=sha256 or spec.onnx_sha256,
+        allow_unverified=allow_unverified,
+    )
+    manifest = registry.install(spec, target, source=source)
+    click.echo(f"installed {model_id} ({manifest.fingerprint})")
+
+
+@models.command("export")
+@click.argument("model_id")
+@click.option(
+    "--random-init",
+    is_flag=True,
+    help="Random weights instead of the hub's: for tests and benchmarks only.",
+)
+@click.option("--tiny", is_flag=True, help="Small random model of the same architecture.")
+@click.option("--as", "install_as", help="Install under this id (default: derived).")
+@click.pass_context
+@_friendly_errors
+def models_export(
+    ctx: click.Context, model_id: str, random_init: bool, tiny: bool, install_as: str | None
+) -> None:
+    """Build a model with PyTorch/transformers and export it to ONNX (`export` extra)."""
+    from ingest.errors import ModelError
+    from ingest.export import export_onnx
+    from ingest.registry import ModelRegistry
+
+    if tiny and not random_init:
+        raise ModelError("--tiny makes a new architecture size: it needs --random-init")
+    registry = ModelRegistry(_settings(ctx).models_dir)
+    spec = registry.spec(model_id)
+    target_id = install_as or (f"{model_id}-tiny-random" if tiny else model_id)
+    spec = spec.model_copy(update={"id": target_id})
+    result = export_onnx(spec, registry.model_path(target_id), random_init=random_init, tiny=tiny)
+    manifest = registry.install(
+        result.spec,
+        result.onnx_path,
+        source=f"export:{model_id}{' random-init' if random_init else ''}",
+        random_weights=random_init,
+    )
+    click.echo(
+        f"exported {target_id} ({manifest.spec.dimension}-d, {manifest.fingerprint}); "
+        f"ONNX Runtime vs PyTorch max abs diff {result.max_abs_diff:.2e}"
+    )
+    _warn_if_random(manifest)
+
+
+@models.command("register")
+@click.argument("onnx_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--id", "model_id", required=True, help="Id to register the model under.")
+@click.option(
+    "--family", type=click.Choice([f.value for f in ModelFamily]), default=ModelFamily.CUSTOM
+)
+@click.option("--input-size", type=int, help="Square input size (default: read from the graph).")
+@click.option(
+    "--resize", type=click.Choice([m.value for m in ResizeMode]), default=ResizeMode.SQUASH
+)
+@click.option("--random-weights", is_flag=True, help="Mark the model as random weights.")
+@click.pass_context
+@_friendly_errors
+def models_register(
+    ctx: click.Context,
+    onnx_file: Path,
+    model_id: str,
+    family: str,
+    input_size: int | None,
+    resize: str,
+    random_weights: bool,
+) -> None:
+    """Add any ONNX embedding model (e.g. a fine-tuned DINOv2); its dimension is read."""
+    from ingest.embedder import inspect_onnx
+    from ingest.registry import ModelRegistry
+
+    size = input_size or inspect_onnx(onnx_file).input_size or 224
+    manifest = ModelRegistry(_settings(ctx).models_dir).register(
+        onnx_file,
+        model_id,
+        family=ModelFamily(family),
+        preprocessing=Preprocessing(input_size=size, resize=ResizeMode(resize)),
+        random_weights=random_weights,
+    )
+    click.echo(f"registered {model_id}: {manifest.spec.dimension}-d, {manifest.fingerprint}")
+
+
+# --- ingestion ----------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument(
+    "folder", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
+@click.option(
+    "--catalog",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV with one row per item: metadata columns become payload.",
+)
+@click.option(
+    "--images",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder the catalog's image column is relative to.",
+)
+@click.option("--id-column", default="item_id", show_default=True)
+@click.option("--image-column", default="image", show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N images (trial run).")
+@click.option("--model", "model_ids", multiple=True, help="Model(s) to embed with.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Images per inference batch.")
+@click.option("--progress/--no-progress", default=True)
+@click.pass_context
+@_friendly_errors
+def ingest(
+    ctx: click.Context,
+    folder: Path | None,
+    catalog: Path | None,
+    images: Path | None,
+    id_column: str,
+    image_column: str,
+    limit: int | None,
+    model_ids: Sequence[str],
+    batch_size: int | None,
+    progress: bool,
+) -> None:
+    """Embed and store a folder of images, or a catalog CSV with --images DIR."""
+    from ingest.bulk import BulkIngestor, catalog_sources, folder_sources
+    from ingest.runtime import load_runtime, open_store
+
+    settings = _settings(ctx)
+    if (folder is None) == (catalog is None):
+        raise click.UsageError("give either a FOLDER or --catalog CSV (with --images DIR)")
+    if catalog is not None:
+        sources = catalog_sources(
+            catalog, images or catalog.parent, id_column=id_column, image_column=image_column
+        )
+    else:
+        assert folder is not None  # noqa: S101 (checked above)
+        sources = folder_sources(folder)
+    runtimes = [load_runtime(settings, m) for m in model_ids or settings.resolved_enabled_models()]
+    for runtime in runtimes:
+        _warn_if_random(runtime.manifest)
+    store = open_store(settings)
+    try:
+        summary = BulkIngestor(
+            store, runtimes, settings.images, batch_size=batch_size or settings.batch_size
+        ).run(sources, limit=limit, progress=progress)
+    finally:
+        store.close()
+    click.echo(
+        f"ingested {summary.ingested}, skipped {summary.skipped} (already stored), "
+        f"failed {summary.failed} in {summary.seconds:.1f}s "
+        f"({summary.images_per_second:.1f} images/s)"
+    )
+    for failure in summary.failures:
+        click.echo(
+            f"  failed {failure.item_id or '-'} [{failure.reason}] {failure.source}: "
+            f"{failure.message}"
+        )
+
+
+# --- search -------------------------------------------------------------------------------
+
+
+def parse_filters(expressions: Sequence[str]) -> PayloadFilter | None:
+    """``key=value`` (repeat a key for any-of), ``key<=number``, ``key>number`` ..."""
+    from ingest.bulk import parse_cell
+
+    matches: dict[str, list[Any]] = {}
+    conditions: list[Condition] = []
+    for expression in expressions:
+        found = _FILTER.match(expression)
+        if not found:
+            raise click.BadParameter(
+                f"{expression!r}: expected key=value, key<=number or key>=number",
+                param_hint="--filter",
+            )
+        key, op, raw = found["key"], found["op"], found["value"].strip()
+        value = parse_cell(raw)
+        if op == "=":
+            matches.setdefault(key, []).append(value)
+            continue
+        if isinstance(value, str):
+            raise click.BadParameter(f"{expression!r}: {op} needs a number", param_hint="--filter")
+        bound = {"<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}[op]
+        conditions.append(RangeCondition(key=key, **{bound: float(value)}))
+    for key, values in matches.items():
+        if len(values) == 1:
+            conditions.append(MatchCondition(key=key, value=values[0]))
+        else:
+            conditions.append(AnyOfCondition(key=key, values=values))
+    return PayloadFilter(must=conditions) if conditions else None
+
+
+def _print_hits(hits: Sequence[ScoredPoint], as_json: bool, shown_fields: Sequence[str]) -> None:
+    if as_json:
+        click.echo(json.dumps([hit.model_dump() for hit in hits], indent=2, default=str))
+        return
+    if not hits:
+        click.echo("no results")
+    for rank, hit in enumerate(hits, start=1):
+        extra = "  ".join(f"{key}={hit.payload[key]}" for key in shown_fields if key in hit.payload)
+        click.echo(f"{rank:>3}. {hit.score:.4f}  {hit.item_id:<32} {extra}")
+
+
+@cli.command()
+@click.option("--image", "image_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--item", "item_id", help="Search with a stored item's image (no re-embedding).")
+@click.option("--filter", "filters", multiple=True, help="key=value, key<=number, key>=number.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option("--group-by", help="One result per value of this payload field (e.g. brand).")
+@click.option("--model", "model_id", help="Model whose collection to search (default: default).")
+@click.option("--threshold", type=float, help="Only results scoring at least this.")
+@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+@click.pass_context
+@_friendly_errors
+def search(
+    ctx: click.Context,
+    image_path: Path | None,
+    item_id: str | None,
+    filters: Sequence[str],
+    limit: int,
+    group_by: str | None,
+    model_id: str | None,
+    threshold: float | None,
+    as_json: bool,
+) -> None:
+    """Rank stored images by similarity to an image file or a stored item."""
+    from ingest.runtime import open_store
+    from schemas.queries import SimilarityQuery
+    from search_api.queries import run_query
+
+    if (image_path is None) == (item_id is None):
+        raise click.UsageError("give either --image FILE or --item ID")
+    settings = _settings(ctx)
+    query = SimilarityQuery(
+        model_id=model_id or settings.default_model,
+        item_id=item_id,
+        filter=parse_filters(filters),
+        limit=limit,
+        group_by=group_by,
+        score_threshold=threshold,
+    )
+    store = open_store(settings)
+    try:
+        hits = run_query(
+            settings, store, query, image=image_path.read_bytes() if image_path else None
+        )
+    finally:
+        store.close()
+    _print_hits(hits, as_json, shown_fields=("brand", "category", "price", group_by or ""))
+
+
+@cli.command()
+@click.pass_context
+@_friendly_errors
+def collections(ctx: click.Context) -> None:
+    """Collections in the store: model, dimension, fingerprint, number of points."""
+    from ingest.runtime import open_store
+
+    store = open_store(_settings(ctx))
+    try:
+        infos = store.collections()
+    finally:
+        store.close()
+    if not infos:
+        click.echo("no collections yet: run `lookalike ingest`")
+    for info in infos:
+        click.echo(
+            f"{info.name:<40}{info.dimension:>6}-d {info.points:>9} points  "
+            f"{info.model_fingerprint}"
+        )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="lookalike")
+
+
+if __name__ == "__main__":
+    main()
