@@ -32,8 +32,9 @@ demo: $(BIN)/python ## The main job: build the sample catalog, ingest it, search
 	$(PIP) -e ".[demo]"
 	$(LOOKALIKE) sample-catalog $(DEMO_DIR)/catalog
 	$(DEMO_ENV) $(LOOKALIKE) ingest --catalog $(DEMO_DIR)/catalog/items.csv --images $(DEMO_DIR)/catalog/images
-	$(DEMO_ENV) $(LOOKALIKE) search --image $(DEMO_DIR)/catalog/images/coffee-crop.jpg --limit 5
-	$(DEMO_ENV) $(LOOKALIKE) search --item astronaut --group-by product_id --limit 5
+	$(DEMO_ENV) $(LOOKALIKE) search --item coffee --limit 5
+	$(DEMO_ENV) $(LOOKALIKE) search --image $(DEMO_DIR)/catalog/queries/astronaut-query.jpg --limit 5
+	$(DEMO_ENV) $(LOOKALIKE) search --item chelsea --group-by product_id --filter "price<=100" --limit 5
 	$(DEMO_ENV) $(LOOKALIKE) collections
 
 test: install-all ## Run every test (installs the PyTorch extra for the export test)

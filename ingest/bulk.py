@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import math
+import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -23,6 +25,8 @@ from schemas.settings import ImageLimits
 BAD_ROW = "bad_row"
 FORBIDDEN_PATH = "forbidden_path"
 
+_CODE_WITH_LEADING_ZERO = re.compile(r"[+-]?0\d")
+
 
 @dataclass(frozen=True)
 class SourceImage:
@@ -36,7 +40,13 @@ class SourceImage:
 def image_extensions() -> set[str]:
     """File extensions Pillow (with pillow-heif) can open, e.g. ``.jpg``, ``.webp``, ``.heic``."""
     Image.init()
-    return set(Image.registered_extensions())
+    # registered_extensions() also lists save-only formats (.pdf, .palm); MPO files are
+    # multi-picture JPEGs, opened by the JPEG plugin.
+    return {
+        extension
+        for extension, kind in Image.registered_extensions().items()
+        if kind in Image.OPEN or kind == "MPO"
+    }
 
 
 def folder_sources(root: Path) -> list[SourceImage]:
@@ -63,11 +73,16 @@ def folder_sources(root: Path) -> list[SourceImage]:
 
 def parse_cell(value: str) -> Any:
     """A CSV cell or CLI value as int, float or text: numbers must stay numbers for ranges."""
+    # Python also reads "nan", "Infinity", "2024_01" and "007" as numbers: in a catalog those
+    # are words and codes (a brand, a SKU, a barcode), and a code loses its leading zeros.
+    if "_" in value or _CODE_WITH_LEADING_ZERO.match(value):
+        return value
     for cast in (int, float):
         try:
-            return cast(value)
+            number = cast(value)
         except ValueError:
             continue
+        return number if math.isfinite(number) else value
     return value
 
 

@@ -20,6 +20,9 @@ class InvalidImageReason(StrEnum):
     BAD_ASPECT_RATIO = "bad_aspect_ratio"
     DECODE_ERROR = "decode_error"
     NOT_FOUND = "not_found"
+    FORBIDDEN_PATH = "forbidden_path"
+    FORBIDDEN_HOST = "forbidden_host"
+    BAD_URI = "bad_uri"
 
 
 class InvalidImage(LookalikeError):
@@ -29,6 +32,10 @@ class InvalidImage(LookalikeError):
         super().__init__(f"{reason.value}: {message}")
         self.reason = reason
         self.message = message
+
+
+class SourceUnavailable(LookalikeError):
+    """Image bytes could not be fetched right now (timeout, 5xx): worth a retry."""
 
 
 class ModelError(LookalikeError):

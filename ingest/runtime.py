@@ -18,6 +18,7 @@ def load_runtime(settings: Settings, model_id: str) -> ModelRuntime:
         manifest,
         intra_op_threads=settings.resolved_intra_op_threads(),
         tta_flip=settings.tta_flip,
+        inference_batch=settings.inference_batch,
     )
     return ModelRuntime(manifest=manifest, embedder=embedder)
 

@@ -24,6 +24,43 @@ class ImageLimits(BaseModel):
     )
 
 
+class SourceSettings(BaseModel):
+    """Where image bytes may come from: image bytes never travel through Redis, only URIs."""
+
+    blob_dir: Path | None = Field(
+        default=None, description="Content-addressed blob store (default: <data_dir>/blobs)."
+    )
+    file_roots: list[Path] = Field(
+        default_factory=list, description="Directories file:// URIs may point into."
+    )
+    http_hosts: list[str] = Field(
+        default_factory=list, description="Hosts http(s):// URIs may be fetched from."
+    )
+    fetch_timeout: float = Field(default=10.0, gt=0, description="Seconds per http(s) fetch.")
+
+
+class QueueSettings(BaseModel):
+    """Celery worker and batching knobs."""
+
+    batch_size: PositiveInt = Field(default=16, description="Upload events per embedding batch.")
+    flush_interval: float = Field(
+        default=1.0, gt=0, description="Seconds a partial batch waits before it is embedded."
+    )
+    visibility_timeout: PositiveInt = Field(
+        default=3600, description="Seconds before Redis redelivers an unacknowledged task."
+    )
+    max_retries: int = Field(default=8, ge=0, description="Retries of transient failures.")
+    retry_backoff: PositiveInt = Field(
+        default=1, description="First retry delay (s); doubles per retry, with jitter."
+    )
+    retry_backoff_max: PositiveInt = Field(default=120, description="Longest retry delay (s).")
+    soft_time_limit: PositiveInt = Field(default=300, description="Seconds per task, soft.")
+    time_limit: PositiveInt = Field(default=360, description="Seconds per task, hard kill.")
+    max_memory_per_child_kb: PositiveInt = Field(
+        default=2_000_000, description="Recycle a worker process above this resident size."
+    )
+
+
 def _default_threads() -> int:
     return max(1, (os.cpu_count() or 1))
 
@@ -66,16 +103,28 @@ class Settings(BaseSettings):
         default=None, description="ONNX Runtime threads per session (default: cores / processes)."
     )
     batch_size: PositiveInt = Field(default=16, description="Images per embedding batch.")
+    inference_batch: PositiveInt = Field(
+        default=4, description="Images per ONNX Runtime run (larger batches run in slices)."
+    )
     tta_flip: bool = Field(
         default=False, description="Average with the horizontally flipped image."
     )
     images: ImageLimits = Field(default_factory=ImageLimits)
+    sources: SourceSettings = Field(default_factory=SourceSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+    redis_url: str | None = Field(
+        default=None, description="Celery broker; unset means an embedded Redis in data_dir."
+    )
 
     def resolved_qdrant_location(self) -> str:
         """Local-mode location: an explicit path, ':memory:', or the data dir default."""
         if self.qdrant_path is not None:
             return str(self.qdrant_path)
         return str(self.data_dir / "qdrant")
+
+    def resolved_blob_dir(self) -> Path:
+        """Directory of the content-addressed blob store."""
+        return self.sources.blob_dir or self.data_dir / "blobs"
 
     def resolved_enabled_models(self) -> list[str]:
         """The models every ingested image is embedded with."""

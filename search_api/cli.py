@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -178,11 +179,11 @@ def models_export(
 @click.argument("onnx_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--id", "model_id", required=True, help="Id to register the model under.")
 @click.option(
-    "--family", type=click.Choice([f.value for f in ModelFamily]), default=ModelFamily.CUSTOM
+    "--family", type=click.Choice([f.value for f in ModelFamily]), default=ModelFamily.CUSTOM.value
 )
 @click.option("--input-size", type=int, help="Square input size (default: read from the graph).")
 @click.option(
-    "--resize", type=click.Choice([m.value for m in ResizeMode]), default=ResizeMode.SQUASH
+    "--resize", type=click.Choice([m.value for m in ResizeMode]), default=ResizeMode.SQUASH.value
 )
 @click.option("--random-weights", is_flag=True, help="Mark the model as random weights.")
 @click.pass_context
@@ -284,6 +285,17 @@ def ingest(
         )
 
 
+@cli.command("sample-catalog")
+@click.argument("target", type=click.Path(file_okay=False, path_type=Path))
+@_friendly_errors
+def sample_catalog(target: Path) -> None:
+    """Write a sample catalog (photos, near-duplicates, items.csv) to TARGET (`demo` extra)."""
+    from ingest.samples import build_sample_catalog
+
+    csv_path = build_sample_catalog(target)
+    click.echo(f"sample catalog written: {csv_path} (images in {target / 'images'})")
+
+
 # --- search -------------------------------------------------------------------------------
 
 
@@ -310,7 +322,10 @@ def parse_filters(expressions: Sequence[str]) -> PayloadFilter | None:
         bound = {"<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}[op]
         conditions.append(RangeCondition(key=key, **{bound: float(value)}))
     for key, values in matches.items():
-        if len(values) == 1:
+        if len(values) == 1 and isinstance(values[0], float):
+            # Exact matches take keywords and integers only: a decimal is a one-point range.
+            conditions.append(RangeCondition(key=key, gte=values[0], lte=values[0]))
+        elif len(values) == 1:
             conditions.append(MatchCondition(key=key, value=values[0]))
         else:
             conditions.append(AnyOfCondition(key=key, values=values))
@@ -351,6 +366,8 @@ def search(
     as_json: bool,
 ) -> None:
     """Rank stored images by similarity to an image file or a stored item."""
+    from ingest.errors import ModelNotFound
+    from ingest.registry import ModelRegistry
     from ingest.runtime import open_store
     from schemas.queries import SimilarityQuery
     from search_api.queries import run_query
@@ -366,6 +383,8 @@ def search(
         group_by=group_by,
         score_threshold=threshold,
     )
+    with contextlib.suppress(ModelNotFound):  # --item searches need no local model file
+        _warn_if_random(ModelRegistry(settings.models_dir).manifest(query.model_id))
     store = open_store(settings)
     try:
         hits = run_query(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from schemas.models import ModelManifest
 from schemas.points import (
@@ -58,6 +58,10 @@ class VectorStore(Protocol):
 
     def delete_item(self, model_id: str, item_id: str) -> int:
         """Delete every point of an item; returns how many were deleted."""
+        ...
+
+    def update_item_payload(self, model_id: str, item_id: str, metadata: dict[str, Any]) -> int:
+        """Merge metadata into every point of an item (no re-embedding); returns how many."""
         ...
 
     def retrieve(

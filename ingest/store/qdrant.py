@@ -23,7 +23,7 @@ from qdrant_client.http.exceptions import (
 )
 
 from ingest.errors import CollectionMismatch, ItemNotFound, StoreError, StoreUnavailable
-from ingest.store.base import collection_name, point_id
+from ingest.store.base import SYSTEM_PAYLOAD_KEYS, collection_name, point_id
 from schemas.models import ModelManifest
 from schemas.points import (
     AnyOfCondition,
@@ -367,6 +367,23 @@ class QdrantStore:
         if found:
             self.client.delete(
                 name, points_selector=models.FilterSelector(filter=item_filter), wait=True
+            )
+        return found
+
+    @_translate_errors
+    def update_item_payload(self, model_id: str, item_id: str, metadata: dict[str, Any]) -> int:
+        """Merge metadata into every point of an item (no re-embedding); returns how many."""
+        name, _ = self._existing(model_id)
+        item_filter = to_qdrant_filter(PayloadFilter.from_pairs({"item_id": item_id}))
+        found = self.client.count(name, count_filter=item_filter, exact=True).count
+        # System keys describe the stored image itself: metadata never overrides them.
+        user_keys = {k: v for k, v in metadata.items() if k not in SYSTEM_PAYLOAD_KEYS}
+        if found and user_keys:
+            self.client.set_payload(
+                name,
+                payload=user_keys,
+                points=models.FilterSelector(filter=item_filter),
+                wait=True,
             )
         return found
 
