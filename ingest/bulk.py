@@ -7,6 +7,7 @@ import math
 import re
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,18 @@ def _catalog_row(
     return SourceImage(job=job, path=path)
 
 
+_Pending = dict[tuple[str, str], tuple[ImageJob, bytes, set[str]]]
+
+
+@dataclass(frozen=True)
+class _LoadedChunk:
+    """A chunk ready for inference: what each image still misses, decoded tensors, failures."""
+
+    pending: _Pending
+    prepared: dict[Preprocessing, list[PreparedImage]]
+    outcome: IngestSummary
+
+
 @dataclass
 class BulkIngestor:
     """Batched, resumable ingestion of many images into every given model's collection."""
@@ -163,9 +176,20 @@ class BulkIngestor:
         for runtime in self.runtimes:
             self.store.ensure_collection(runtime.manifest)
         started = time.perf_counter()
-        with tqdm(total=len(selected), unit="img", disable=not progress, desc="ingest") as bar:
-            for chunk in _chunks(selected, self.batch_size):
-                self._ingest_chunk(chunk, summary)
+        chunks = list(_chunks(selected, self.batch_size))
+        # Decoding the next chunk overlaps embedding the current one: Pillow releases the GIL
+        # while it decodes and resizes, and ONNX Runtime while it runs.
+        with (
+            tqdm(total=len(selected), unit="img", disable=not progress, desc="ingest") as bar,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as decoder,
+        ):
+            upcoming = decoder.submit(self._load, chunks[0]) if chunks else None
+            for index, chunk in enumerate(chunks):
+                assert upcoming is not None  # noqa: S101 (one future per chunk)
+                loaded = upcoming.result()
+                if index + 1 < len(chunks):
+                    upcoming = decoder.submit(self._load, chunks[index + 1])
+                self._embed_and_store(loaded, summary)
                 bar.update(len(chunk))
                 bar.set_postfix(
                     ingested=summary.ingested, skipped=summary.skipped, failed=summary.failed
@@ -173,18 +197,24 @@ class BulkIngestor:
         summary.seconds = time.perf_counter() - started
         return summary
 
-    def _ingest_chunk(self, chunk: Sequence[SourceImage], summary: IngestSummary) -> None:
-        pending = self._not_yet_stored(self._read(chunk, summary), summary)
-        prepared = self._prepare(pending, summary)
+    def _load(self, chunk: Sequence[SourceImage]) -> _LoadedChunk:
+        """Read, skip what is stored, decode: everything before inference, for one chunk."""
+        outcome = IngestSummary()
+        pending = self._not_yet_stored(self._read(chunk, outcome), outcome)
+        return _LoadedChunk(pending, self._prepare(pending, outcome), outcome)
+
+    def _embed_and_store(self, loaded: _LoadedChunk, summary: IngestSummary) -> None:
         for runtime in self.runtimes:
             model_id = runtime.manifest.spec.id
             images = [
                 image
-                for image in prepared[runtime.preprocessing]
-                if model_id in pending[(image.job.item_id, image.image_sha256)][2]
+                for image in loaded.prepared[runtime.preprocessing]
+                if model_id in loaded.pending[(image.job.item_id, image.image_sha256)][2]
             ]
             embed_and_store(self.store, runtime, images)
-        summary.ingested += len(next(iter(prepared.values()), []))
+        summary.ingested += len(next(iter(loaded.prepared.values()), []))
+        summary.skipped += loaded.outcome.skipped
+        summary.failures += loaded.outcome.failures
 
     def _read(
         self, chunk: Sequence[SourceImage], summary: IngestSummary
@@ -203,7 +233,7 @@ class BulkIngestor:
 
     def _not_yet_stored(
         self, loaded: Sequence[tuple[ImageJob, bytes]], summary: IngestSummary
-    ) -> dict[tuple[str, str], tuple[ImageJob, bytes, set[str]]]:
+    ) -> _Pending:
         """Which images still miss from which models (resuming skips the stored ones)."""
         keyed = {(job.item_id, sha256_hex(data)): (job, data) for job, data in loaded}
         ids = {point_id(*key): key for key in keyed}
@@ -219,7 +249,7 @@ class BulkIngestor:
 
     def _prepare(
         self,
-        pending: dict[tuple[str, str], tuple[ImageJob, bytes, set[str]]],
+        pending: _Pending,
         summary: IngestSummary,
     ) -> dict[Preprocessing, list[PreparedImage]]:
         """Decode each image once per distinct preprocessing; bad images become failures."""
