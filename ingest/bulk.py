@@ -18,7 +18,9 @@ from tqdm import tqdm
 from ingest.errors import InvalidImage
 from ingest.images import read_image_file, sha256_hex
 from ingest.pipeline import ImageJob, ModelRuntime, PreparedImage, embed_and_store, prepare_image
+from ingest.sources import BlobStore
 from ingest.store.base import VectorStore, point_id
+from schemas.events import UploadEvent
 from schemas.ingestion import IngestFailure, IngestSummary
 from schemas.models import Preprocessing
 from schemas.settings import ImageLimits
@@ -280,3 +282,37 @@ def _failure(job: ImageJob, error: InvalidImage) -> IngestFailure:
 def _chunks(items: Sequence[SourceImage], size: int) -> Iterator[Sequence[SourceImage]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def upload_events(
+    sources: Sequence[SourceImage],
+    blobs: BlobStore,
+    limits: ImageLimits,
+    *,
+    models: list[str] | None = None,
+) -> tuple[list[UploadEvent], list[IngestFailure]]:
+    """Queue path: copy each image into the blob store and describe it as an upload event.
+
+    Image bytes never travel through Redis; the event carries the blob's URI, which the
+    workers resolve from the same blob directory.
+    """
+    events: list[UploadEvent] = []
+    failures: list[IngestFailure] = []
+    for source in sources:
+        if source.failure is not None:
+            failures.append(source.failure)
+        elif source.job is not None and source.path is not None:
+            try:
+                uri = blobs.put(read_image_file(source.path, limits))
+            except InvalidImage as error:
+                failures.append(_failure(source.job, error))
+                continue
+            events.append(
+                UploadEvent(
+                    item_id=source.job.item_id,
+                    image_uri=uri,
+                    metadata=source.job.metadata,
+                    models=models,
+                )
+            )
+    return events, failures

@@ -1,4 +1,8 @@
-"""Download a published model file over HTTP(S), verifying its sha256 before it is used."""
+"""Download a published model file over HTTP(S), verifying its sha256 before it is used.
+
+The HTTP plumbing (an http(s)-only opener, the announced length, a capped chunk loop, network
+error wording) is public because ``ingest.sources`` fetches image URIs with the same rules.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,11 @@ import http.client
 import os
 import re
 import secrets
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -20,7 +26,7 @@ from ingest.errors import ChecksumMismatch, DownloadFailed, ModelError
 _ALLOWED_SCHEMES = frozenset({"http", "https"})
 _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 _CHUNK_BYTES = 1024 * 1024
-_USER_AGENT = "lookalike-fetch/0.1"
+USER_AGENT = "lookalike-fetch/0.1"
 
 
 def download_file(
@@ -37,7 +43,7 @@ def download_file(
     _check_scheme(url)
     expected = _normalised_checksum(expected_sha256, allow_unverified=allow_unverified)
     with _open(url, timeout) as response:
-        total = _content_length(response)
+        total = content_length(response)
         if total is not None and total > max_bytes:
             raise DownloadFailed(
                 f"{url}: server announces {total} bytes, over the limit of {max_bytes}"
@@ -91,14 +97,16 @@ def _normalised_checksum(expected_sha256: str | None, *, allow_unverified: bool)
     return expected_sha256.lower()
 
 
-def _opener() -> urllib.request.OpenerDirector:
+def http_opener(
+    redirects: urllib.request.HTTPRedirectHandler | None = None,
+) -> urllib.request.OpenerDirector:
     """Build an opener that speaks only HTTP(S), so a redirect cannot reach file:// or ftp://."""
     opener = urllib.request.OpenerDirector()
     for handler in (
         urllib.request.ProxyHandler(),
         urllib.request.HTTPHandler(),
         urllib.request.HTTPSHandler(),
-        urllib.request.HTTPRedirectHandler(),
+        redirects or urllib.request.HTTPRedirectHandler(),
         urllib.request.HTTPDefaultErrorHandler(),
         urllib.request.HTTPErrorProcessor(),
         urllib.request.UnknownHandler(),  # names the refused scheme in the error
@@ -109,19 +117,19 @@ def _opener() -> urllib.request.OpenerDirector:
 
 def _open(url: str, timeout: float) -> http.client.HTTPResponse:
     """Send the request and return the (2xx) response, or raise DownloadFailed."""
-    # S310 warns about file:// and custom schemes: _check_scheme and _opener allow only http(s).
-    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})  # noqa: S310
+    # S310 warns about file:// and custom schemes: _check_scheme and http_opener allow only http(s).
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})  # noqa: S310
     try:
-        response: http.client.HTTPResponse = _opener().open(request, timeout=timeout)
+        response: http.client.HTTPResponse = http_opener().open(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
         exc.close()  # the error carries the open response body; release its socket now
         raise DownloadFailed(f"could not download {url}: HTTP {exc.code} {exc.reason}") from exc
     except (OSError, http.client.HTTPException) as exc:
-        raise DownloadFailed(f"could not download {url}: {_cause(exc)}") from exc
+        raise DownloadFailed(f"could not download {url}: {describe_network_error(exc)}") from exc
     return response
 
 
-def _content_length(response: http.client.HTTPResponse) -> int | None:
+def content_length(response: http.client.HTTPResponse) -> int | None:
     """Return the announced body size, or None when absent or unparsable (e.g. chunked)."""
     header = response.headers.get("Content-Length")
     try:
@@ -142,7 +150,6 @@ def _stream(
 ) -> str:
     """Copy the body to `out` in chunks, hashing and enforcing `max_bytes`; return the hex."""
     digest = hashlib.sha256()
-    written = 0
     # disable=None hides the bar when stderr is not a terminal (logs, CI).
     with tqdm(
         total=total,
@@ -152,24 +159,49 @@ def _stream(
         desc=label,
         disable=None if progress else True,
     ) as bar:
-        while chunk := _read_chunk(response, url):
-            written += len(chunk)
-            if written > max_bytes:
-                raise DownloadFailed(f"{url}: body exceeds the limit of {max_bytes} bytes")
+        for chunk in iter_body(
+            response,
+            max_bytes=max_bytes,
+            too_large=lambda message: DownloadFailed(f"{url}: {message}"),
+            failed=lambda message: DownloadFailed(f"could not download {url}: {message}"),
+        ):
             digest.update(chunk)
             out.write(chunk)
             bar.update(len(chunk))
-    if total is not None and written != total:
-        raise DownloadFailed(f"{url}: received {written} bytes, server announced {total}")
     return digest.hexdigest()
 
 
-def _read_chunk(response: http.client.HTTPResponse, url: str) -> bytes:
-    """Read the next chunk, turning network failures mid-body into DownloadFailed."""
+def iter_body(
+    response: http.client.HTTPResponse,
+    *,
+    max_bytes: int,
+    too_large: Callable[[str], Exception],
+    failed: Callable[[str], Exception],
+    deadline: float | None = None,
+) -> Iterator[bytes]:
+    """Yield the body in chunks, raising the caller's errors past the cap or on failure."""
+    announced = content_length(response)
+    received = 0
+    while chunk := _read_chunk(response, failed):
+        received += len(chunk)
+        if received > max_bytes:
+            raise too_large(f"body exceeds the limit of {max_bytes} bytes")
+        # The socket timeout only bounds each read: a server trickling bytes could hold a
+        # caller forever, so callers with a time budget pass an absolute deadline.
+        if deadline is not None and time.monotonic() > deadline:
+            raise failed(f"body not received in time ({received} bytes so far)")
+        yield chunk
+    # http.client ends a short body silently when the server closes early.
+    if announced is not None and received != announced:
+        raise failed(f"received {received} bytes, server announced {announced}")
+
+
+def _read_chunk(response: http.client.HTTPResponse, failed: Callable[[str], Exception]) -> bytes:
+    """Read what one receive gives (so deadlines are checked often), mapping network failures."""
     try:
-        return response.read(_CHUNK_BYTES)
+        return response.read1(_CHUNK_BYTES)
     except (OSError, http.client.HTTPException) as exc:
-        raise DownloadFailed(f"could not download {url}: {_cause(exc)}") from exc
+        raise failed(describe_network_error(exc)) from exc
 
 
 def _verify(url: str, expected: str | None, actual: str) -> None:
@@ -178,7 +210,7 @@ def _verify(url: str, expected: str | None, actual: str) -> None:
         raise ChecksumMismatch(f"{url}: expected sha256 {expected}, got {actual}")
 
 
-def _cause(exc: BaseException) -> str:
+def describe_network_error(exc: BaseException) -> str:
     """Describe a network failure briefly: URLError wraps the useful part in `.reason`."""
     reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
     return (

@@ -235,6 +235,10 @@ def models_register(
 @click.option("--model", "model_ids", multiple=True, help="Model(s) to embed with.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Images per inference batch.")
 @click.option("--progress/--no-progress", default=True)
+@click.option(
+    "--queue", "use_queue", is_flag=True, help="Publish upload events for the workers instead."
+)
+@click.option("--wait/--no-wait", default=True, help="With --queue: follow the workers until done.")
 @click.pass_context
 @_friendly_errors
 def ingest(
@@ -248,8 +252,14 @@ def ingest(
     model_ids: Sequence[str],
     batch_size: int | None,
     progress: bool,
+    use_queue: bool,
+    wait: bool,
 ) -> None:
-    """Embed and store a folder of images, or a catalog CSV with --images DIR."""
+    """Embed and store a folder of images, or a catalog CSV with --images DIR.
+
+    With --queue the images are copied to the blob store and published as upload events;
+    `lookalike worker` embeds them.
+    """
     from ingest.bulk import BulkIngestor, catalog_sources, folder_sources
     from ingest.runtime import load_runtime, open_store
 
@@ -263,6 +273,9 @@ def ingest(
     else:
         assert folder is not None  # noqa: S101 (checked above)
         sources = folder_sources(folder)
+    if use_queue:
+        _ingest_through_queue(settings, sources[:limit], list(model_ids) or None, progress, wait)
+        return
     runtimes = [load_runtime(settings, m) for m in model_ids or settings.resolved_enabled_models()]
     for runtime in runtimes:
         _warn_if_random(runtime.manifest)
@@ -283,6 +296,121 @@ def ingest(
             f"  failed {failure.item_id or '-'} [{failure.reason}] {failure.source}: "
             f"{failure.message}"
         )
+
+
+def _ingest_through_queue(
+    settings: Settings,
+    sources: Sequence[Any],
+    models: list[str] | None,
+    progress: bool,
+    wait: bool,
+) -> None:
+    from ingest.bulk import upload_events
+    from ingest.sources import BlobStore
+    from search_api.cli_queue import queue_ingest
+
+    blobs = BlobStore(settings.resolved_blob_dir())
+    events, failures = upload_events(sources, blobs, settings.images, models=models)
+    for failure in failures:
+        click.echo(f"  not queued {failure.item_id or '-'} [{failure.reason}] {failure.message}")
+    queue_ingest(settings, events, progress=progress, wait=wait)
+
+
+@cli.command()
+@click.option("--concurrency", type=click.IntRange(min=1), help="Worker processes.")
+@click.option("--loglevel", default="info", show_default=True)
+@click.pass_context
+@_friendly_errors
+def worker(ctx: click.Context, concurrency: int | None, loglevel: str) -> None:
+    """Run a Celery worker that embeds queued uploads (Ctrl-C stops it cleanly)."""
+    from search_api.cli_queue import run_worker
+
+    run_worker(_settings(ctx), concurrency, loglevel)
+
+
+@cli.command()
+@click.argument("event_ids", nargs=-1, required=True)
+@click.pass_context
+@_friendly_errors
+def status(ctx: click.Context, event_ids: Sequence[str]) -> None:
+    """Status of queued events: queued, done, or failed with its reason."""
+    from search_api.cli_queue import celery_for, print_statuses
+    from workers.publisher import Publisher
+
+    settings = _settings(ctx)
+    with celery_for(settings) as celery:
+        print_statuses(Publisher.connect(celery, settings.collection_prefix).tracker, event_ids)
+
+
+@cli.group()
+def deadletters() -> None:
+    """Events that could not be ingested as they are: list, re-queue or purge them."""
+
+
+@deadletters.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_friendly_errors
+def deadletters_list(ctx: click.Context, as_json: bool) -> None:
+    """Every dead letter with its reason, oldest first."""
+    from search_api.cli_queue import celery_for
+    from workers.publisher import Publisher
+
+    settings = _settings(ctx)
+    with celery_for(settings) as celery:
+        letters = Publisher.connect(celery, settings.collection_prefix).tracker.dead_letters()
+    if as_json:
+        click.echo(
+            json.dumps(
+                [{"event_id": i, **dl.model_dump(mode="json")} for i, dl in letters], indent=2
+            )
+        )
+        return
+    if not letters:
+        click.echo("no dead letters")
+    for event_id, letter in letters:
+        click.echo(
+            f"{event_id}  {letter.failed_at:%Y-%m-%d %H:%M:%S}  {letter.task}  "
+            f"[{letter.reason}] {letter.message[:160]}"
+        )
+
+
+@deadletters.command("retry")
+@click.argument("event_ids", nargs=-1)
+@click.option("--all", "retry_all", is_flag=True, help="Re-queue every dead letter.")
+@click.pass_context
+@_friendly_errors
+def deadletters_retry(ctx: click.Context, event_ids: Sequence[str], retry_all: bool) -> None:
+    """Re-queue dead letters as they were (after fixing what made them fail)."""
+    from search_api.cli_queue import celery_for
+    from workers.publisher import Publisher
+
+    if not event_ids and not retry_all:
+        raise click.UsageError("give EVENT_IDS or --all")
+    settings = _settings(ctx)
+    with celery_for(settings) as celery:
+        publisher = Publisher.connect(celery, settings.collection_prefix)
+        targets = list(event_ids) or [i for i, _ in publisher.tracker.dead_letters()]
+        retried = [event_id for event_id in targets if publisher.retry_dead_letter(event_id)]
+    missing = sorted(set(targets) - set(retried))
+    click.echo(f"re-queued {len(retried)} event(s)")
+    if missing:
+        raise click.ClickException(f"no dead letter for: {', '.join(missing)}")
+
+
+@deadletters.command("purge")
+@click.confirmation_option(prompt="Drop every dead letter?")
+@click.pass_context
+@_friendly_errors
+def deadletters_purge(ctx: click.Context) -> None:
+    """Drop every dead letter."""
+    from search_api.cli_queue import celery_for
+    from workers.publisher import Publisher
+
+    settings = _settings(ctx)
+    with celery_for(settings) as celery:
+        dropped = Publisher.connect(celery, settings.collection_prefix).tracker.purge_dead_letters()
+    click.echo(f"purged {dropped} dead letter(s)")
 
 
 @cli.command("sample-catalog")

@@ -1,0 +1,208 @@
+"""Applying queue events to the store, as plain functions the Celery tasks call.
+
+Each event ends in one of three outcomes: done, failed (bad input: never retried, becomes a
+dead letter with its reason) or retry (a transient failure such as the store or an image
+host being unreachable).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from ingest.errors import (
+    CollectionMismatch,
+    InvalidImage,
+    ModelError,
+    SourceUnavailable,
+    StoreError,
+    StoreUnavailable,
+)
+from ingest.pipeline import ImageJob, ModelRuntime, PreparedImage, embed_and_store, prepare_image
+from ingest.sources import SourceResolver
+from ingest.store.base import VectorStore
+from schemas.events import DeleteEvent, UpdatePayloadEvent, UploadEvent
+from schemas.models import Preprocessing
+from schemas.settings import Settings
+
+
+class Outcome(StrEnum):
+    """What the worker should do with an event after handling it."""
+
+    DONE = "done"
+    FAILED = "failed"
+    RETRY = "retry"
+
+
+@dataclass(frozen=True)
+class EventResult:
+    """The outcome of one event, with a machine-readable reason when it did not succeed."""
+
+    event_id: str
+    item_id: str
+    outcome: Outcome
+    reason: str | None = None
+    message: str | None = None
+
+
+RuntimeLoader = Callable[[str], ModelRuntime]
+
+
+@dataclass
+class _Batch:
+    """Upload events still in play, with their image bytes and target models."""
+
+    results: dict[str, EventResult] = field(default_factory=dict)
+    live: list[tuple[UploadEvent, bytes, list[str]]] = field(default_factory=list)
+
+    def settle(self, event: UploadEvent, outcome: Outcome, reason: str, message: str) -> None:
+        self.results[event.event_id] = EventResult(
+            event.event_id, event.item_id, outcome, reason, message
+        )
+
+
+class EventHandler:
+    """Applies upload, delete and update-payload events to every targeted model collection."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: VectorStore,
+        resolver: SourceResolver,
+        load_runtime: RuntimeLoader,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.resolver = resolver
+        self.load_runtime = load_runtime
+
+    def _models_for(self, requested: list[str] | None) -> list[str]:
+        return requested or self.settings.resolved_enabled_models()
+
+    def uploads(self, events: Sequence[UploadEvent]) -> list[EventResult]:
+        """Fetch, decode, embed (one batch per model) and store; one result per event."""
+        batch = _Batch()
+        for event in events:
+            self._fetch(event, batch)
+        runtimes = self._runtimes(batch)
+        prepared = self._prepare(batch, {runtime.preprocessing for runtime in runtimes.values()})
+        self._store(batch, runtimes, prepared)
+        for event, _, _ in batch.live:
+            batch.results.setdefault(
+                event.event_id, EventResult(event.event_id, event.item_id, Outcome.DONE)
+            )
+        return [batch.results[event.event_id] for event in events]
+
+    def _fetch(self, event: UploadEvent, batch: _Batch) -> None:
+        try:
+            data = self.resolver.fetch(event.image_uri)
+        except InvalidImage as error:
+            batch.settle(event, Outcome.FAILED, error.reason.value, error.message)
+        except SourceUnavailable as error:
+            batch.settle(event, Outcome.RETRY, "source_unavailable", str(error))
+        else:
+            batch.live.append((event, data, self._models_for(event.models)))
+
+    def _runtimes(self, batch: _Batch) -> dict[str, ModelRuntime]:
+        """Load each needed model once; events needing a model that will not load fail."""
+        runtimes: dict[str, ModelRuntime] = {}
+        broken: dict[str, str] = {}
+        for model_id in {m for _, _, models in batch.live for m in models}:
+            try:
+                runtimes[model_id] = self.load_runtime(model_id)
+            except ModelError as error:
+                broken[model_id] = str(error)
+        still_live = []
+        for event, data, models in batch.live:
+            missing = [m for m in models if m in broken]
+            if missing:
+                batch.settle(event, Outcome.FAILED, "model_unavailable", broken[missing[0]])
+            else:
+                still_live.append((event, data, models))
+        batch.live = still_live
+        return runtimes
+
+    def _prepare(
+        self, batch: _Batch, recipes: set[Preprocessing]
+    ) -> dict[str, dict[Preprocessing, PreparedImage]]:
+        """Decode each image once per distinct preprocessing; bad images fail their event."""
+        prepared: dict[str, dict[Preprocessing, PreparedImage]] = {}
+        still_live = []
+        for event, data, models in batch.live:
+            job = ImageJob(event.item_id, event.image_uri, dict(event.metadata))
+            try:
+                prepared[event.event_id] = {
+                    recipe: prepare_image(job, data, recipe, self.settings.images)
+                    for recipe in recipes
+                }
+            except InvalidImage as error:
+                batch.settle(event, Outcome.FAILED, error.reason.value, error.message)
+            else:
+                still_live.append((event, data, models))
+        batch.live = still_live
+        return prepared
+
+    def _store(
+        self,
+        batch: _Batch,
+        runtimes: dict[str, ModelRuntime],
+        prepared: dict[str, dict[Preprocessing, PreparedImage]],
+    ) -> None:
+        for model_id, runtime in sorted(runtimes.items()):
+            events = [
+                event
+                for event, _, models in batch.live
+                if model_id in models and event.event_id not in batch.results
+            ]
+            images = [prepared[event.event_id][runtime.preprocessing] for event in events]
+            try:
+                embed_and_store(self.store, runtime, images)
+            except StoreUnavailable as error:
+                # Upserts are idempotent, so the whole event is retried, models already
+                # stored included.
+                for event in events:
+                    batch.settle(event, Outcome.RETRY, "store_unavailable", str(error))
+            except CollectionMismatch as error:
+                for event in events:
+                    batch.settle(event, Outcome.FAILED, "collection_mismatch", str(error))
+
+    def delete(self, event: DeleteEvent) -> EventResult:
+        """Remove the item's points from every targeted collection."""
+        return self._per_collection(
+            event, event.models, lambda model_id: self.store.delete_item(model_id, event.item_id)
+        )
+
+    def update_payload(self, event: UpdatePayloadEvent) -> EventResult:
+        """Merge new metadata into the item's points in every targeted collection."""
+        return self._per_collection(
+            event,
+            event.models,
+            lambda model_id: self.store.update_item_payload(
+                model_id, event.item_id, event.metadata
+            ),
+        )
+
+    def _per_collection(
+        self,
+        event: DeleteEvent | UpdatePayloadEvent,
+        requested: list[str] | None,
+        apply: Callable[[str], int],
+    ) -> EventResult:
+        try:
+            # Without an explicit list, every collection that exists: an item may have been
+            # ingested with a model that is no longer enabled. A model without a collection
+            # holds nothing of the item, so there is nothing to do there.
+            existing = [info.model_id for info in self.store.collections()]
+            for model_id in requested or existing:
+                if model_id in existing:
+                    apply(model_id)
+        except StoreUnavailable as error:
+            return EventResult(
+                event.event_id, event.item_id, Outcome.RETRY, "store_unavailable", str(error)
+            )
+        except StoreError as error:
+            return EventResult(
+                event.event_id, event.item_id, Outcome.FAILED, "store_error", str(error)
+            )
+        return EventResult(event.event_id, event.item_id, Outcome.DONE)

@@ -1,0 +1,108 @@
+"""Per-event status and dead letters, kept in Redis next to the queue.
+
+Status answers "what happened to my upload?" by event id; dead letters keep events that
+cannot succeed as they are (bad image, forbidden URI, exhausted retries) with their reason
+until someone retries or purges them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+
+import redis
+
+from schemas.events import DeadLetter, EventState, EventStatus
+
+STATUS_TTL = timedelta(days=7)
+
+
+def _text(value: bytes | str) -> str:
+    return value if isinstance(value, str) else value.decode()
+
+
+class EventTracker:
+    """Event statuses (with a TTL) and the dead-letter hash in one Redis database."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str = "lookalike") -> None:
+        self.client = client
+        self.prefix = prefix
+        self.dead_letter_key = f"{prefix}:deadletters"
+
+    def _status_key(self, event_id: str) -> str:
+        return f"{self.prefix}:event:{event_id}"
+
+    def record(self, states: Iterable[EventState]) -> None:
+        """Write several statuses in one round trip."""
+        with self.client.pipeline(transaction=False) as pipe:
+            for state in states:
+                pipe.set(self._status_key(state.event_id), state.model_dump_json(), ex=STATUS_TTL)
+            pipe.execute()
+
+    def mark(
+        self,
+        event_id: str,
+        status: EventStatus,
+        *,
+        item_id: str | None = None,
+        reason: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Write one event's status."""
+        self.record(
+            [
+                EventState(
+                    event_id=event_id,
+                    item_id=item_id,
+                    status=status,
+                    reason=reason,
+                    message=message,
+                )
+            ]
+        )
+
+    def status(self, event_id: str) -> EventState | None:
+        """An event's status, or None if unknown (or expired)."""
+        raw = self.client.get(self._status_key(event_id))
+        return EventState.model_validate_json(raw) if raw else None
+
+    def statuses(self, event_ids: Sequence[str]) -> list[EventState | None]:
+        """Statuses of many events, in order, with one MGET per thousand ids."""
+        found: list[EventState | None] = []
+        for start in range(0, len(event_ids), 1000):
+            keys = [self._status_key(e) for e in event_ids[start : start + 1000]]
+            raws = self.client.mget(keys)
+            found += [EventState.model_validate_json(r) if r else None for r in raws]
+        return found
+
+    def add_dead_letter(self, letter: DeadLetter, event_id: str) -> None:
+        """Keep an event that cannot succeed as it is; a later failure of it replaces this one."""
+        self.client.hset(self.dead_letter_key, event_id, letter.model_dump_json())
+
+    def dead_letters(self) -> list[tuple[str, DeadLetter]]:
+        """Every dead letter as (event id, letter), oldest first."""
+        raw = self.client.hgetall(self.dead_letter_key)
+        letters = [
+            (_text(key), DeadLetter.model_validate_json(value)) for key, value in raw.items()
+        ]
+        return sorted(letters, key=lambda pair: pair[1].failed_at)
+
+    def take_dead_letter(self, event_id: str) -> DeadLetter | None:
+        """Remove and return one dead letter (to re-queue it); None if there is none."""
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.hget(self.dead_letter_key, event_id)
+            pipe.hdel(self.dead_letter_key, event_id)
+            raw, _ = pipe.execute()
+        return DeadLetter.model_validate_json(raw) if raw else None
+
+    def purge_dead_letters(self) -> int:
+        """Drop every dead letter; returns how many there were."""
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.hlen(self.dead_letter_key)
+            pipe.delete(self.dead_letter_key)
+            count, _ = pipe.execute()
+        return int(count)
+
+    def dead_letter_count(self) -> int:
+        """How many dead letters are waiting."""
+        return int(self.client.hlen(self.dead_letter_key))

@@ -1,0 +1,57 @@
+"""What a worker process needs, built once per process on first use (models, store, Redis)."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from ingest.events import EventHandler
+from ingest.runtime import load_runtime, open_store
+from ingest.sources import SourceResolver
+from ingest.store.base import VectorStore
+from ingest.tracking import EventTracker
+from schemas.events import DeadLetter, EventStatus
+from schemas.settings import Settings
+
+
+@dataclass
+class WorkerContext:
+    """Settings, the store, the event handler and the status tracker of this process."""
+
+    settings: Settings
+    store: VectorStore
+    handler: EventHandler
+    tracker: EventTracker
+
+    def fail(
+        self, event: dict[str, Any], task: str, reason: str, message: str, event_id: str
+    ) -> None:
+        """Mark an event failed and keep it as a dead letter with its reason."""
+        item_id = event.get("item_id") if isinstance(event.get("item_id"), str) else None
+        self.tracker.mark(
+            event_id, EventStatus.FAILED, item_id=item_id, reason=reason, message=message
+        )
+        self.tracker.add_dead_letter(
+            DeadLetter(event=event, task=task, reason=reason, message=message), event_id
+        )
+
+
+@functools.cache
+def worker_context() -> WorkerContext:
+    """The process-wide context; the store and models open lazily, once."""
+    from workers.app import app
+
+    settings = Settings()
+    store = open_store(settings)
+    client = redis.Redis.from_url(app.conf.broker_url)
+    return WorkerContext(
+        settings=settings,
+        store=store,
+        handler=EventHandler(
+            settings, store, SourceResolver(settings), functools.partial(load_runtime, settings)
+        ),
+        tracker=EventTracker(client, prefix=settings.collection_prefix),
+    )

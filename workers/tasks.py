@@ -1,0 +1,183 @@
+"""Celery tasks: thin wrappers that parse events, call ``ingest.events`` and record outcomes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from celery import Task
+from celery.utils.time import get_exponential_backoff_interval
+from celery_batches import Batches, SimpleRequest
+from pydantic import ValidationError
+
+from ingest.errors import StoreUnavailable
+from ingest.events import EventResult, Outcome
+from schemas.events import DeleteEvent, EventState, EventStatus, UpdatePayloadEvent, UploadEvent
+from schemas.settings import Settings
+from workers.app import DELETE_TASK, INGEST_TASK, UPDATE_PAYLOAD_TASK, app
+from workers.context import WorkerContext, worker_context
+
+# Batch shape is fixed when the worker imports its tasks.
+_QUEUE = Settings().queue
+
+
+def _event_payload(request: SimpleRequest) -> Any:
+    return request.args[0] if request.args else request.kwargs.get("event")
+
+
+@app.task(
+    base=Batches,
+    name=INGEST_TASK,
+    acks_late=True,
+    flush_every=_QUEUE.batch_size,
+    flush_interval=_QUEUE.flush_interval,
+)
+def ingest(requests: Sequence[SimpleRequest]) -> None:
+    """Embed and store a batch of upload events (uploads arrive one by one, ORT likes batches)."""
+    context = worker_context()
+    events: list[UploadEvent] = []
+    attempts: dict[str, int] = {}
+    for request in requests:
+        payload = _event_payload(request)
+        try:
+            event = UploadEvent.model_validate(payload)
+        except ValidationError as error:
+            event_id = payload.get("event_id") if isinstance(payload, dict) else None
+            context.fail(
+                payload if isinstance(payload, dict) else {"raw": repr(payload)},
+                INGEST_TASK,
+                "bad_event",
+                str(error),
+                str(event_id or request.id),
+            )
+            continue
+        events.append(event)
+        attempts[event.event_id] = int(request.kwargs.get("attempt", 0))
+    by_id = {event.event_id: event for event in events}
+    results = context.handler.uploads(events)
+    _settle(context, results, by_id, attempts)
+
+
+def _settle(
+    context: WorkerContext,
+    results: Sequence[EventResult],
+    events: dict[str, UploadEvent],
+    attempts: dict[str, int],
+) -> None:
+    done = [
+        EventState(event_id=r.event_id, item_id=r.item_id, status=EventStatus.DONE)
+        for r in results
+        if r.outcome is Outcome.DONE
+    ]
+    context.tracker.record(done)
+    for result in results:
+        event = events[result.event_id]
+        if result.outcome is Outcome.FAILED:
+            _dead_letter(context, event, result.reason or "failed", result.message or "")
+        elif result.outcome is Outcome.RETRY:
+            _retry_later(context, event, result, attempts[result.event_id])
+
+
+def _dead_letter(context: WorkerContext, event: UploadEvent, reason: str, message: str) -> None:
+    context.fail(event.model_dump(mode="json"), INGEST_TASK, reason, message, event.event_id)
+
+
+def _retry_later(
+    context: WorkerContext, event: UploadEvent, result: EventResult, attempt: int
+) -> None:
+    """Re-queue a transiently failed event with exponential backoff and full jitter.
+
+    A batch task cannot use Celery's per-task ``self.retry``, so it publishes the event again
+    with a countdown computed by Celery's own backoff helper, then lets the original be acked.
+    """
+    queue = context.settings.queue
+    if attempt >= queue.max_retries:
+        reason = f"retries_exhausted:{result.reason}"
+        _dead_letter(context, event, reason, result.message or "")
+        return
+    delay = get_exponential_backoff_interval(
+        factor=queue.retry_backoff,
+        retries=attempt,
+        maximum=queue.retry_backoff_max,
+        full_jitter=True,
+    )
+    ingest.apply_async(
+        args=[event.model_dump(mode="json")], kwargs={"attempt": attempt + 1}, countdown=delay
+    )
+    context.tracker.mark(
+        event.event_id,
+        EventStatus.QUEUED,
+        item_id=event.item_id,
+        reason=result.reason,
+        message=f"retry {attempt + 1} in {delay}s: {result.message}",
+    )
+
+
+def _apply_single(
+    task: str, result: EventResult, context: WorkerContext, event: dict[str, Any]
+) -> None:
+    if result.outcome is Outcome.RETRY:
+        # Celery's autoretry (backoff + jitter) takes it from here.
+        raise StoreUnavailable(result.message or "store unavailable")
+    if result.outcome is Outcome.FAILED:
+        context.fail(
+            event,
+            task,
+            result.reason or "failed",
+            result.message or "",
+            result.event_id,
+        )
+        return
+    context.tracker.mark(result.event_id, EventStatus.DONE, item_id=result.item_id)
+
+
+class _DeadLetterWhenExhausted(Task[Any, Any]):
+    """Keeps the event as a dead letter once Celery gives up retrying, instead of dropping it."""
+
+    def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        """Called by Celery when the task failed for good (retries exhausted)."""
+        event = args[0] if args and isinstance(args[0], dict) else {"raw": repr(args)}
+        reason = f"retries_exhausted:{type(exc).__name__}"
+        worker_context().fail(
+            event, self.name, reason, str(exc), str(event.get("event_id", task_id))
+        )
+
+
+def _retrying_task(name: str) -> Callable[[Callable[[dict[str, Any]], None]], Task[Any, Any]]:
+    """A plain task retried by Celery itself on transient store failures."""
+    return app.task(
+        base=_DeadLetterWhenExhausted,
+        name=name,
+        acks_late=True,
+        autoretry_for=(StoreUnavailable,),
+        retry_backoff=_QUEUE.retry_backoff,
+        retry_backoff_max=_QUEUE.retry_backoff_max,
+        retry_jitter=True,
+        max_retries=_QUEUE.max_retries,
+    )
+
+
+@_retrying_task(DELETE_TASK)
+def delete(event: dict[str, Any]) -> None:
+    """Remove an item from every targeted collection."""
+    context = worker_context()
+    try:
+        parsed = DeleteEvent.model_validate(event)
+    except ValidationError as error:
+        context.fail(event, DELETE_TASK, "bad_event", str(error), str(event.get("event_id")))
+        return
+    _apply_single(DELETE_TASK, context.handler.delete(parsed), context, event)
+
+
+@_retrying_task(UPDATE_PAYLOAD_TASK)
+def update_payload(event: dict[str, Any]) -> None:
+    """Merge new metadata into an item's points without re-embedding."""
+    context = worker_context()
+    try:
+        parsed = UpdatePayloadEvent.model_validate(event)
+    except ValidationError as error:
+        context.fail(
+            event, UPDATE_PAYLOAD_TASK, "bad_event", str(error), str(event.get("event_id"))
+        )
+        return
+    _apply_single(UPDATE_PAYLOAD_TASK, context.handler.update_payload(parsed), context, event)
