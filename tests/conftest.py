@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from ingest.registry import ModelRegistry
 from schemas.models import ModelManifest
 from schemas.settings import Settings
 from tests.support import TEST_MODEL_DIR, TEST_MODEL_ID
+from workers.embedded_redis import EmbeddedRedis
 
 
 @pytest.fixture
@@ -46,3 +48,12 @@ def settings(tmp_path: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch) 
         default_model=TEST_MODEL_ID,
         intra_op_threads=1,
     )
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A real (embedded Valkey) Redis server private to the test, stopped afterwards."""
+    server = EmbeddedRedis(tmp_path / "redis-data")
+    server.start()
+    yield server
+    server.stop()

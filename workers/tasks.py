@@ -131,7 +131,7 @@ def _apply_single(
     context.tracker.mark(result.event_id, EventStatus.DONE, item_id=result.item_id)
 
 
-class _DeadLetterWhenExhausted(Task[Any, Any]):
+class _DeadLetterWhenExhausted(Task):  # type: ignore[type-arg]  # generic in the stubs only
     """Keeps the event as a dead letter once Celery gives up retrying, instead of dropping it."""
 
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:

@@ -23,8 +23,8 @@ from ingest.runtime import load_runtime
 from ingest.store.base import point_id
 from ingest.store.qdrant import QdrantStore
 from schemas.settings import Settings
+from tests.ingest.catalog_samples import distinct_picture
 from tests.ingest.image_samples import encode, textured_photo
-from tests.ingest.test_bulk import distinct_picture
 from tests.support import TEST_MODEL_ID
 
 

@@ -27,7 +27,7 @@ from ingest.store.qdrant import QdrantStore
 from schemas.models import ModelFamily, ResizeMode
 from schemas.settings import Settings
 from search_api.cli import cli
-from tests.ingest.test_bulk import (
+from tests.ingest.catalog_samples import (
     BAD_FOLDER_ITEMS,
     BRANDS,
     CATALOG_SIZE,

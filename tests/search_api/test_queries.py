@@ -17,7 +17,7 @@ from schemas.points import MatchCondition, PayloadFilter, RangeCondition, Scored
 from schemas.queries import SimilarityQuery
 from schemas.settings import Settings
 from search_api.queries import embed_query_image, run_query
-from tests.ingest.test_bulk import (
+from tests.ingest.catalog_samples import (
     CATALOG_SIZE,
     catalog_row,
     write_csv,
