@@ -49,8 +49,9 @@ format: install ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install-all ## Print ingest throughput vs seed 001 (writes bench/results/ingest.json)
-	$(BIN)/python bench/ingest_bench.py
+bench: install-all ## Print throughput numbers: ingest vs seed 001, queue vs in-process (bench/results/)
+	$(BIN)/python -m bench.ingest_bench
+	$(BIN)/python -m bench.queue_bench
 
 test-model: install-all ## Re-export the committed random-weight test model
 	rm -rf tests/fixtures/models/dinov2-vits14-tiny-random
