@@ -16,6 +16,7 @@ from schemas.points import (
     ScoredPoint,
     StoredPoint,
 )
+from schemas.queries import RecommendStrategy
 
 # Fixed namespace so that point ids are stable across processes, machines and versions.
 POINT_NAMESPACE = uuid.UUID("6f1c1f8e-5f7a-4c55-9a57-6c6f6f6b616c")
@@ -97,6 +98,21 @@ class VectorStore(Protocol):
         score_threshold: float | None = None,
     ) -> list[PointGroup]:
         """Best matches grouped by a payload field: at most ``group_size`` hits per group."""
+        ...
+
+    def recommend(
+        self,
+        model_id: str,
+        *,
+        positive: Sequence[str],
+        negative: Sequence[str] = (),
+        filter: PayloadFilter | None = None,
+        limit: int = 10,
+        offset: int = 0,
+        score_threshold: float | None = None,
+        strategy: RecommendStrategy = "average_vector",
+    ) -> list[ScoredPoint]:
+        """Points like the positive example points and unlike the negative ones (all excluded)."""
         ...
 
     def facet(

@@ -37,6 +37,7 @@ from schemas.points import (
     ScoredPoint,
     StoredPoint,
 )
+from schemas.queries import RecommendStrategy
 from schemas.settings import DEFAULT_PAYLOAD_INDEXES, Settings
 
 SCHEMA_VERSION = 1
@@ -479,6 +480,50 @@ class QdrantStore:
             PointGroup(key=group.id, hits=[_scored(hit) for hit in group.hits])
             for group in result.groups
         ]
+
+    @_translate_errors
+    def recommend(
+        self,
+        model_id: str,
+        *,
+        positive: Sequence[str],
+        negative: Sequence[str] = (),
+        filter: PayloadFilter | None = None,
+        limit: int = 10,
+        offset: int = 0,
+        score_threshold: float | None = None,
+        strategy: RecommendStrategy = "average_vector",
+    ) -> list[ScoredPoint]:
+        """Points like the positive example points and unlike the negative ones (all excluded)."""
+        if not positive:
+            raise ValueError("a recommendation needs at least one positive example")
+        name, _ = self._existing(model_id)
+        examples = list(dict.fromkeys([*positive, *negative]))
+        found = {str(r.id) for r in self.client.retrieve(name, examples, with_payload=False)}
+        missing = [example for example in examples if example not in found]
+        if missing:
+            raise ItemNotFound(
+                f"no point {missing[0]!r} in the collection of model {model_id!r}"
+                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+            )
+        recommend = models.RecommendQuery(
+            recommend=models.RecommendInput(
+                positive=list(positive),
+                negative=list(negative) or None,
+                strategy=models.RecommendStrategy(strategy),
+            )
+        )
+        response = self.client.query_points(
+            name,
+            query=recommend,
+            # Local mode drops the examples on its own; a server is told explicitly.
+            query_filter=to_qdrant_filter(filter, exclude_ids=examples),
+            limit=limit,
+            offset=offset,
+            score_threshold=score_threshold,
+            with_payload=True,
+        )
+        return [_scored(point) for point in response.points]
 
     @_translate_errors
     def facet(
