@@ -67,6 +67,12 @@ class ModelSpec(BaseModel):
     onnx_url: str | None = Field(default=None, description="Published ONNX file `fetch` downloads.")
     onnx_sha256: str | None = Field(default=None, description="Checksum of the published file.")
     description: str = ""
+    duplicate_threshold: float = Field(
+        default=0.95,
+        ge=-1.0,
+        le=1.0,
+        description="Cosine similarity above which two images count as near-duplicates.",
+    )
 
 
 class ModelManifest(BaseModel):

@@ -12,7 +12,15 @@ DELETE_TASK = "lookalike.delete"
 UPDATE_PAYLOAD_TASK = "lookalike.update_payload"
 QUEUE = "lookalike"
 
-app = Celery("lookalike", include=["workers.tasks"])
+app = Celery("lookalike", include=["workers.tasks", "workers.duplicate_tasks"])
+
+# Longest pause between two sweeps for messages whose visibility timeout has passed.
+MAX_RESTORE_INTERVAL = 10
+
+
+def restore_interval(visibility_timeout: int) -> int:
+    """Seconds between sweeps: a tenth of the visibility timeout, between 1 and 10."""
+    return max(1, min(MAX_RESTORE_INTERVAL, visibility_timeout // 10))
 
 
 def configure(celery: Celery, settings: Settings, broker_url: str) -> Celery:
@@ -32,7 +40,14 @@ def configure(celery: Celery, settings: Settings, broker_url: str) -> Celery:
         task_reject_on_worker_lost=True,
         # Redis redelivers unacknowledged messages after this; it must exceed the slowest
         # batch, retry countdowns included, or a healthy batch would be delivered twice.
-        broker_transport_options={"visibility_timeout": queue.visibility_timeout},
+        broker_transport_options={
+            "visibility_timeout": queue.visibility_timeout,
+            # kombu only sweeps for overdue messages every interval x throttle seconds
+            # (10 x 10 by default), so without these a killed worker's messages come back
+            # up to 100 s after the visibility timeout rather than at it.
+            "unacked_restore_interval": restore_interval(queue.visibility_timeout),
+            "unacked_restore_throttle": 1,
+        },
         result_backend_transport_options={"visibility_timeout": queue.visibility_timeout},
         # Batching needs a full batch of messages in hand: prefetch two batches.
         worker_prefetch_multiplier=2 * queue.batch_size,

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from ingest.events import EventHandler
 from ingest.runtime import load_runtime, open_store
@@ -15,6 +17,12 @@ from ingest.store.base import VectorStore
 from ingest.tracking import EventTracker
 from schemas.events import DeadLetter, EventStatus
 from schemas.settings import Settings
+
+# Status writes ride out a broker restart (about a minute of retries) instead of failing the
+# batch: celery-batches acknowledges a batch's messages whether the task returns or raises,
+# so a write that gave up after redis-py's default retries (a few seconds) would leave the
+# batch's events "queued" forever once Redis is back, with nothing left in the queue to redo them.
+STATUS_WRITE_RETRY = Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=60)
 
 
 @dataclass
@@ -46,7 +54,7 @@ def worker_context() -> WorkerContext:
 
     settings = Settings()
     store = open_store(settings)
-    client = redis.Redis.from_url(app.conf.broker_url)
+    client = redis.Redis.from_url(app.conf.broker_url, retry=STATUS_WRITE_RETRY)
     return WorkerContext(
         settings=settings,
         store=store,
