@@ -49,9 +49,10 @@ format: install ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install-all ## Print throughput numbers: ingest vs seed 001, queue vs in-process (bench/results/)
+bench: install-all ## Throughput and latency: ingest vs seed 001, queue vs in-process, API p50/p99 (bench/results/)
 	$(BIN)/python -m bench.ingest_bench
 	$(BIN)/python -m bench.queue_bench
+	$(BIN)/python -m bench.api_bench
 
 test-model: install-all ## Re-export the committed random-weight test model
 	rm -rf tests/fixtures/models/dinov2-vits14-tiny-random

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+from enum import StrEnum
 from pathlib import Path
 
 import platformdirs
-from pydantic import BaseModel, Field, PositiveInt
+from pydantic import BaseModel, Field, PositiveInt, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_PAYLOAD_INDEXES = ("item_id", "image_sha256", "brand", "category", "product_id")
@@ -58,6 +59,39 @@ class QueueSettings(BaseModel):
     time_limit: PositiveInt = Field(default=360, description="Seconds per task, hard kill.")
     max_memory_per_child_kb: PositiveInt = Field(
         default=2_000_000, description="Recycle a worker process above this resident size."
+    )
+
+
+class ApiRole(StrEnum):
+    """What an API key may do; ``admin`` may do everything."""
+
+    SEARCH = "search"  # queries, items, collections
+    INGEST = "ingest"  # uploads, deletes, payload updates, event status
+    ADMIN = "admin"  # everything, incl. dead letters and duplicate jobs
+
+
+class ApiKey(BaseModel):
+    """One API key and the roles it grants."""
+
+    name: str = Field(min_length=1, description="Who holds the key (shown in logs, never the key).")
+    key: SecretStr = Field(min_length=16, description="The secret itself: at least 16 characters.")
+    roles: list[ApiRole] = Field(min_length=1)
+
+
+class ApiSettings(BaseModel):
+    """HTTP API: keys (none configured means an open API) and request limits."""
+
+    keys: list[ApiKey] = Field(
+        default_factory=list,
+        description='JSON list of {"name", "key", "roles"}; empty: no authentication (dev only).',
+    )
+    max_upload_bytes: PositiveInt = Field(
+        default=64 * 1024 * 1024, description="Largest request body (Flask MAX_CONTENT_LENGTH)."
+    )
+    max_images_per_request: PositiveInt = Field(default=32, description="Files per upload.")
+    max_limit: PositiveInt = Field(default=1000, description="Largest `limit` of a query.")
+    max_cluster_points: PositiveInt = Field(
+        default=10_000, description="Most points a clustering request may read."
     )
 
 
@@ -115,6 +149,7 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="Celery broker; unset means an embedded Redis in data_dir."
     )
+    api: ApiSettings = Field(default_factory=ApiSettings)
 
     def resolved_qdrant_location(self) -> str:
         """Local-mode location: an explicit path, ':memory:', or the data dir default."""

@@ -544,6 +544,34 @@ def collections(ctx: click.Context) -> None:
         )
 
 
+# --- HTTP API -----------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--bind", default="127.0.0.1:8000", show_default=True, help="HOST:PORT to listen on.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn.")
+@click.pass_context
+@_friendly_errors
+def api(ctx: click.Context, bind: str, workers: int, threads: int, dev: bool) -> None:
+    """Serve the HTTP API (/api/v1, /healthz, /readyz, /metrics) with gunicorn."""
+    from search_api.server import check_workers, serve
+
+    settings = _settings(ctx)
+    try:
+        check_workers(settings, workers)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from error
+    if not dev:
+        serve(settings, bind=bind, workers=workers, threads=threads)
+        return
+    from search_api.app import create_app
+
+    host, _, port = bind.rpartition(":")
+    create_app(settings).run(host=host or "127.0.0.1", port=int(port), threaded=True)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="lookalike")

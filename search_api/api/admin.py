@@ -1,0 +1,84 @@
+"""Collections and models (what is stored, with which model), and dead letters."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from schemas.api import (
+    CollectionList,
+    DeadLetterList,
+    DeadLetterView,
+    ModelInfo,
+    ModelList,
+    RetriedEvents,
+)
+from schemas.settings import ApiRole
+from search_api.api.openapi import API_PREFIX, endpoint
+from search_api.errors import ApiError
+from search_api.services import current_services
+
+bp = Blueprint("admin", __name__, url_prefix=API_PREFIX)
+
+
+@bp.get("/collections")
+@endpoint(ApiRole.SEARCH, CollectionList, tags=("collections",))
+def collections() -> CollectionList:
+    """Every collection: model, dimension, fingerprint and number of points."""
+    services = current_services()
+    return CollectionList(
+        default_model=services.settings.default_model, collections=services.store.collections()
+    )
+
+
+@bp.get("/models")
+@endpoint(ApiRole.SEARCH, ModelList, tags=("collections",))
+def models() -> ModelList:
+    """Installed models with their dimension, fingerprint and collection."""
+    services = current_services()
+    settings = services.settings
+    by_model = {info.model_id: info for info in services.store.collections()}
+    enabled = set(settings.resolved_enabled_models())
+    return ModelList(
+        models=[
+            ModelInfo(
+                id=manifest.spec.id,
+                dimension=manifest.spec.dimension,
+                fingerprint=manifest.fingerprint,
+                random_weights=manifest.random_weights,
+                default=manifest.spec.id == settings.default_model,
+                enabled=manifest.spec.id in enabled,
+                duplicate_threshold=manifest.spec.duplicate_threshold,
+                collection=by_model.get(manifest.spec.id),
+            )
+            for manifest in services.registry.installed()
+        ]
+    )
+
+
+@bp.get("/deadletters")
+@endpoint(ApiRole.ADMIN, DeadLetterList, tags=("dead letters",))
+def dead_letters() -> DeadLetterList:
+    """Events that could not be ingested as they were, with their reason, oldest first."""
+    letters = [
+        DeadLetterView(event_id=event_id, **letter.model_dump())
+        for event_id, letter in current_services().tracker.dead_letters()
+    ]
+    return DeadLetterList(count=len(letters), dead_letters=letters)
+
+
+@bp.post("/deadletters/<event_id>/retry")
+@endpoint(ApiRole.ADMIN, RetriedEvents, status=202, errors=(404,), tags=("dead letters",))
+def retry_dead_letter(event_id: str) -> tuple[RetriedEvents, int]:
+    """Put one dead letter back on the queue as it was."""
+    if not current_services().publisher.retry_dead_letter(event_id):
+        raise ApiError(404, "dead_letter_not_found", f"no dead letter {event_id!r}")
+    return RetriedEvents(retried=[event_id]), 202
+
+
+@bp.post("/deadletters/retry")
+@endpoint(ApiRole.ADMIN, RetriedEvents, status=202, tags=("dead letters",))
+def retry_all_dead_letters() -> tuple[RetriedEvents, int]:
+    """Put every dead letter back on the queue."""
+    publisher = current_services().publisher
+    targets = [event_id for event_id, _ in publisher.tracker.dead_letters()]
+    return RetriedEvents(retried=[e for e in targets if publisher.retry_dead_letter(e)]), 202
