@@ -19,9 +19,17 @@ from ingest.errors import (
     StoreError,
     StoreUnavailable,
 )
-from ingest.pipeline import ImageJob, ModelRuntime, PreparedImage, embed_and_store, prepare_image
+from ingest.pipeline import (
+    ImageJob,
+    ModelRuntime,
+    PreparedImage,
+    embed_and_store,
+    prepare_images,
+    store_thumbnail,
+)
 from ingest.sources import SourceResolver
 from ingest.store.base import VectorStore
+from ingest.thumbnails import ThumbnailStore
 from schemas.events import DeleteEvent, UpdatePayloadEvent, UploadEvent
 from schemas.models import Preprocessing
 from schemas.settings import Settings
@@ -71,11 +79,14 @@ class EventHandler:
         store: VectorStore,
         resolver: SourceResolver,
         load_runtime: RuntimeLoader,
+        *,
+        thumbnails: ThumbnailStore | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.resolver = resolver
         self.load_runtime = load_runtime
+        self.thumbnails = thumbnails or ThumbnailStore(settings.resolved_thumbnail_dir())
 
     def _models_for(self, requested: list[str] | None) -> list[str]:
         return requested or self.settings.resolved_enabled_models()
@@ -126,19 +137,27 @@ class EventHandler:
     def _prepare(
         self, batch: _Batch, recipes: set[Preprocessing]
     ) -> dict[str, dict[Preprocessing, PreparedImage]]:
-        """Decode each image once per distinct preprocessing; bad images fail their event."""
+        """Decode each image once (and thumbnail it); bad images fail their event.
+
+        A thumbnail that cannot be written does not fail the event: its points are stored
+        without a ``thumbnail_key`` (logged), since the embedding is what the event is for.
+        """
         prepared: dict[str, dict[Preprocessing, PreparedImage]] = {}
         still_live = []
         for event, data, models in batch.live:
             job = ImageJob(event.item_id, event.image_uri, dict(event.metadata))
             try:
-                prepared[event.event_id] = {
-                    recipe: prepare_image(job, data, recipe, self.settings.images)
-                    for recipe in recipes
-                }
+                images = prepare_images(
+                    job,
+                    data,
+                    recipes,
+                    self.settings.images,
+                    thumbnail_size=self.settings.thumbnail_size,
+                )
             except InvalidImage as error:
                 batch.settle(event, Outcome.FAILED, error.reason.value, error.message)
             else:
+                prepared[event.event_id] = store_thumbnail(self.thumbnails, images)
                 still_live.append((event, data, models))
         batch.live = still_live
         return prepared
@@ -166,6 +185,9 @@ class EventHandler:
             except CollectionMismatch as error:
                 for event in events:
                     batch.settle(event, Outcome.FAILED, "collection_mismatch", str(error))
+            except StoreError as error:  # refused by the store: the same request fails again
+                for event in events:
+                    batch.settle(event, Outcome.FAILED, "store_error", str(error))
 
     def delete(self, event: DeleteEvent) -> EventResult:
         """Remove the item's points from every targeted collection."""

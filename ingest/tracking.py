@@ -7,14 +7,31 @@ until someone retries or purges them.
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import redis
 
 from schemas.events import DeadLetter, EventState, EventStatus
 
 STATUS_TTL = timedelta(days=7)
+
+
+_SETTLED = (EventStatus.DONE, EventStatus.FAILED)
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    """A published event not yet done or failed, kept so that a lost message can be re-sent."""
+
+    event_id: str
+    task: str
+    event: dict[str, Any]
+    published_at: float
 
 
 def _text(value: bytes | str) -> str:
@@ -28,16 +45,36 @@ class EventTracker:
         self.client = client
         self.prefix = prefix
         self.dead_letter_key = f"{prefix}:deadletters"
+        self.pending_key = f"{prefix}:pending"
 
     def _status_key(self, event_id: str) -> str:
         return f"{self.prefix}:event:{event_id}"
 
     def record(self, states: Iterable[EventState]) -> None:
-        """Write several statuses in one round trip."""
+        """Write several statuses in one round trip; settled events stop being pending."""
         with self.client.pipeline(transaction=False) as pipe:
             for state in states:
                 pipe.set(self._status_key(state.event_id), state.model_dump_json(), ex=STATUS_TTL)
+                if state.status in _SETTLED:
+                    pipe.hdel(self.pending_key, state.event_id)
             pipe.execute()
+
+    def remember(self, task: str, events: Iterable[dict[str, Any]]) -> None:
+        """Keep published events until they settle (see ``workers.recovery``)."""
+        now = time.time()
+        with self.client.pipeline(transaction=False) as pipe:
+            for event in events:
+                record = json.dumps({"task": task, "event": event, "at": now})
+                pipe.hset(self.pending_key, str(event["event_id"]), record)
+            pipe.execute()
+
+    def pending(self) -> list[PendingEvent]:
+        """Every published event that is neither done nor failed yet."""
+        found = []
+        for key, raw in self.client.hgetall(self.pending_key).items():
+            record = json.loads(raw)
+            found.append(PendingEvent(_text(key), record["task"], record["event"], record["at"]))
+        return found
 
     def mark(
         self,

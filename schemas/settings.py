@@ -57,6 +57,12 @@ class QueueSettings(BaseModel):
     retry_backoff_max: PositiveInt = Field(default=120, description="Longest retry delay (s).")
     soft_time_limit: PositiveInt = Field(default=300, description="Seconds per task, soft.")
     time_limit: PositiveInt = Field(default=360, description="Seconds per task, hard kill.")
+    recovery_interval: float = Field(
+        default=60.0, gt=0, description="Seconds between sweeps for events whose message was lost."
+    )
+    recovery_min_age: float = Field(
+        default=120.0, gt=0, description="A pending event younger than this is never re-sent."
+    )
     max_memory_per_child_kb: PositiveInt = Field(
         default=2_000_000, description="Recycle a worker process above this resident size."
     )
@@ -92,6 +98,38 @@ class ApiSettings(BaseModel):
     max_limit: PositiveInt = Field(default=1000, description="Largest `limit` of a query.")
     max_cluster_points: PositiveInt = Field(
         default=10_000, description="Most points a clustering request may read."
+    )
+
+
+class AdminSettings(BaseModel):
+    """The admin page under /admin: its sign-in session and what its search page offers."""
+
+    secret_key: SecretStr | None = Field(
+        default=None,
+        min_length=32,
+        description="Signs the admin session cookie and CSRF tokens. Unset: a random key per "
+        "process, so sign-ins end when the server restarts and are not shared between server "
+        "processes: set it (32+ characters) when running several.",
+    )
+    session_hours: PositiveInt = Field(default=12, description="Sign-ins last this long.")
+    secure_cookie: bool = Field(
+        default=False, description="Send the session cookie over HTTPS only (set behind TLS)."
+    )
+    page_size: int = Field(default=24, ge=1, le=100, description="Results per page.")
+    facet_fields: list[str] = Field(
+        default_factory=lambda: ["brand", "category"],
+        description="Indexed payload fields offered as filters, with counts per value.",
+    )
+    range_fields: list[str] = Field(
+        default_factory=lambda: ["price"], description="Numeric payload fields with min/max."
+    )
+    group_fields: list[str] = Field(
+        default_factory=lambda: ["product_id", "brand", "item_id"],
+        description='Indexed payload fields offered for "one result per ...".',
+    )
+    card_fields: list[str] = Field(
+        default_factory=lambda: ["brand", "category", "price", "product_id"],
+        description="Payload fields shown on each result.",
     )
 
 
@@ -144,12 +182,20 @@ class Settings(BaseSettings):
         default=False, description="Average with the horizontally flipped image."
     )
     images: ImageLimits = Field(default_factory=ImageLimits)
+    thumbnail_dir: Path | None = Field(
+        default=None,
+        description="WebP thumbnails made at ingest (default: <data_dir>/thumbnails).",
+    )
+    thumbnail_size: int = Field(
+        default=256, ge=16, le=1024, description="Longest side (px) of ingest-time thumbnails."
+    )
     sources: SourceSettings = Field(default_factory=SourceSettings)
     queue: QueueSettings = Field(default_factory=QueueSettings)
     redis_url: str | None = Field(
         default=None, description="Celery broker; unset means an embedded Redis in data_dir."
     )
     api: ApiSettings = Field(default_factory=ApiSettings)
+    admin: AdminSettings = Field(default_factory=AdminSettings)
 
     def resolved_qdrant_location(self) -> str:
         """Local-mode location: an explicit path, ':memory:', or the data dir default."""
@@ -160,6 +206,10 @@ class Settings(BaseSettings):
     def resolved_blob_dir(self) -> Path:
         """Directory of the content-addressed blob store."""
         return self.sources.blob_dir or self.data_dir / "blobs"
+
+    def resolved_thumbnail_dir(self) -> Path:
+        """Directory of the content-addressed thumbnail store."""
+        return self.thumbnail_dir or self.data_dir / "thumbnails"
 
     def resolved_enabled_models(self) -> list[str]:
         """The models every ingested image is embedded with."""

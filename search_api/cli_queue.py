@@ -47,18 +47,30 @@ def run_worker(settings: Settings, concurrency: int | None, loglevel: str) -> No
     # Worker processes read their settings from the environment: share the thread rule
     # (ONNX threads per session x processes <= cores) with them.
     os.environ["LOOKALIKE_WORKER_PROCESSES"] = str(processes)
+    from workers.publisher import Publisher
+    from workers.recovery import start_recovery
+
     with celery_for(settings) as celery:
-        celery.worker_main(
-            [
-                "worker",
-                f"--loglevel={loglevel}",
-                f"--concurrency={processes}",
-                f"--queues={QUEUE}",
-                "--hostname=lookalike@%h",
-                "--without-gossip",
-                "--without-mingle",
-            ]
+        stop_recovery = start_recovery(
+            celery,
+            Publisher.connect(celery, settings.collection_prefix).tracker,
+            interval=settings.queue.recovery_interval,
+            min_age=settings.queue.recovery_min_age,
         )
+        try:
+            celery.worker_main(
+                [
+                    "worker",
+                    f"--loglevel={loglevel}",
+                    f"--concurrency={processes}",
+                    f"--queues={QUEUE}",
+                    "--hostname=lookalike@%h",
+                    "--without-gossip",
+                    "--without-mingle",
+                ]
+            )
+        finally:
+            stop_recovery.set()
 
 
 def queue_ingest(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import redis
 from celery import Celery
@@ -39,13 +40,13 @@ class Publisher:
         )
         with self.celery.producer_or_acquire() as producer:
             for event in events:
-                self.celery.send_task(
-                    _TASK_FOR[event.kind],
-                    args=[event.model_dump(mode="json")],
-                    queue=QUEUE,
-                    producer=producer,
-                )
+                self.send(_TASK_FOR[event.kind], event.model_dump(mode="json"), producer=producer)
         return [event.event_id for event in events]
+
+    def send(self, task: str, event: dict[str, Any], **options: Any) -> None:
+        """Publish one event as a task, remembered as pending until a worker settles it."""
+        self.tracker.remember(task, [event])
+        self.celery.send_task(task, args=[event], queue=QUEUE, **options)
 
     def retry_dead_letter(self, event_id: str) -> bool:
         """Re-queue one dead letter as it was; False if there is no such dead letter."""
@@ -56,7 +57,7 @@ class Publisher:
         self.tracker.mark(
             event_id, EventStatus.QUEUED, item_id=item_id if isinstance(item_id, str) else None
         )
-        self.celery.send_task(letter.task, args=[letter.event], queue=QUEUE)
+        self.send(letter.task, letter.event)
         return True
 
     def queue_depth(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,6 +17,8 @@ from schemas.events import DeleteEvent, EventState, EventStatus, UpdatePayloadEv
 from schemas.settings import Settings
 from workers.app import DELETE_TASK, INGEST_TASK, UPDATE_PAYLOAD_TASK, app
 from workers.context import WorkerContext, worker_context
+
+log = logging.getLogger(__name__)
 
 # Batch shape is fixed when the worker imports its tasks.
 _QUEUE = Settings().queue
@@ -54,7 +57,17 @@ def ingest(requests: Sequence[SimpleRequest]) -> None:
         events.append(event)
         attempts[event.event_id] = int(request.kwargs.get("attempt", 0))
     by_id = {event.event_id: event for event in events}
-    results = context.handler.uploads(events)
+    try:
+        results = context.handler.uploads(events)
+    except Exception as error:
+        # celery-batches acknowledges a batch even when it raises: without this, a bug would
+        # leave every event of the batch "queued" for ever. Dead letters can be retried once
+        # the cause is fixed.
+        log.exception("ingest batch failed unexpectedly")
+        message = f"{type(error).__name__}: {error}"
+        for event in events:
+            _dead_letter(context, event, "internal_error", message)
+        return
     _settle(context, results, by_id, attempts)
 
 
@@ -101,9 +114,9 @@ def _retry_later(
         maximum=queue.retry_backoff_max,
         full_jitter=True,
     )
-    ingest.apply_async(
-        args=[event.model_dump(mode="json")], kwargs={"attempt": attempt + 1}, countdown=delay
-    )
+    payload = event.model_dump(mode="json")
+    context.tracker.remember(INGEST_TASK, [payload])  # refreshes its age for workers.recovery
+    ingest.apply_async(args=[payload], kwargs={"attempt": attempt + 1}, countdown=delay)
     context.tracker.mark(
         event.event_id,
         EventStatus.QUEUED,
