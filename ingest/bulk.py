@@ -17,9 +17,17 @@ from tqdm import tqdm
 
 from ingest.errors import InvalidImage
 from ingest.images import read_image_file, sha256_hex
-from ingest.pipeline import ImageJob, ModelRuntime, PreparedImage, embed_and_store, prepare_image
+from ingest.pipeline import (
+    ImageJob,
+    ModelRuntime,
+    PreparedImage,
+    embed_and_store,
+    prepare_images,
+    store_thumbnail,
+)
 from ingest.sources import BlobStore
 from ingest.store.base import VectorStore, point_id
+from ingest.thumbnails import DEFAULT_THUMBNAIL_SIZE, ThumbnailStore
 from schemas.events import UploadEvent
 from schemas.ingestion import IngestFailure, IngestSummary
 from schemas.models import Preprocessing
@@ -161,13 +169,19 @@ class _LoadedChunk:
 
 @dataclass
 class BulkIngestor:
-    """Batched, resumable ingestion of many images into every given model's collection."""
+    """Batched, resumable ingestion of many images into every given model's collection.
+
+    With ``thumbnails``, each newly ingested image also gets a thumbnail (made from the same
+    decode) whose key lands in its points' payload.
+    """
 
     store: VectorStore
     runtimes: Sequence[ModelRuntime]
     limits: ImageLimits
     batch_size: int = 16
     jpeg_draft: bool = True
+    thumbnails: ThumbnailStore | None = None
+    thumbnail_size: int = DEFAULT_THUMBNAIL_SIZE
 
     def run(
         self, sources: Sequence[SourceImage], *, limit: int | None = None, progress: bool = True
@@ -254,20 +268,25 @@ class BulkIngestor:
         pending: _Pending,
         summary: IngestSummary,
     ) -> dict[Preprocessing, list[PreparedImage]]:
-        """Decode each image once per distinct preprocessing; bad images become failures."""
+        """Decode each image once (and thumbnail it); bad images become failures."""
         recipes = {runtime.preprocessing for runtime in self.runtimes}
         prepared: dict[Preprocessing, list[PreparedImage]] = {recipe: [] for recipe in recipes}
+        thumbnail_size = None if self.thumbnails is None else self.thumbnail_size
         for job, data, _models in pending.values():
             try:
-                images = {
-                    recipe: prepare_image(
-                        job, data, recipe, self.limits, jpeg_draft=self.jpeg_draft
-                    )
-                    for recipe in recipes
-                }
+                images = prepare_images(
+                    job,
+                    data,
+                    recipes,
+                    self.limits,
+                    jpeg_draft=self.jpeg_draft,
+                    thumbnail_size=thumbnail_size,
+                )
             except InvalidImage as error:
                 summary.failures.append(_failure(job, error))
                 continue
+            if self.thumbnails is not None:
+                images = store_thumbnail(self.thumbnails, images)
             for recipe, image in images.items():
                 prepared[recipe].append(image)
         return prepared

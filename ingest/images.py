@@ -13,6 +13,7 @@ import logging
 import os
 import stat
 import struct
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
@@ -205,11 +206,29 @@ def preprocess(image: Image.Image, spec: Preprocessing) -> npt.NDArray[np.float3
     return np.ascontiguousarray(normalised.transpose(2, 0, 1))
 
 
+def draft_size_for(specs: Iterable[Preprocessing], thumbnail_size: int | None = None) -> int:
+    """Smallest side a JPEG draft decode must keep for these models' inputs and a thumbnail."""
+    sizes = [spec.input_size for spec in specs]
+    if thumbnail_size is not None:
+        sizes.append(thumbnail_size)
+    return max(sizes, default=1)
+
+
 def load_for_model(
-    data: bytes, spec: Preprocessing, limits: ImageLimits, *, jpeg_draft: bool = True
+    data: bytes,
+    spec: Preprocessing,
+    limits: ImageLimits,
+    *,
+    jpeg_draft: bool = True,
+    thumbnail_size: int | None = None,
 ) -> npt.NDArray[np.float32]:
-    """Decode image bytes and preprocess them into the model's input tensor."""
-    image = decode_image(data, limits, draft_size=spec.input_size if jpeg_draft else None)
+    """Decode image bytes and preprocess them into the model's input tensor.
+
+    Pass the ingest side's ``thumbnail_size`` to draft-decode exactly as ingestion does, so a
+    query image gives the same tensor as the stored copy of that image.
+    """
+    draft = draft_size_for([spec], thumbnail_size) if jpeg_draft else None
+    image = decode_image(data, limits, draft_size=draft)
     return preprocess(image, spec)
 
 

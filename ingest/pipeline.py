@@ -3,23 +3,31 @@
 Callers (bulk ingestion, Celery tasks, the API) decide where bytes come from and how
 failures are reported; this module only turns good images into stored points and bad ones
 into ``InvalidImage``.
+
+Thumbnails are a preview, not the product: one that cannot be made or written is logged and
+its point stored without a ``thumbnail_key``, never lost, failed or retried because of it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from PIL import Image
 
 from ingest.embedder import OnnxEmbedder
-from ingest.images import load_for_model, sha256_hex
+from ingest.images import decode_image, draft_size_for, preprocess, sha256_hex
 from ingest.store.base import VectorStore
+from ingest.thumbnails import ThumbnailStore, make_thumbnail
 from schemas.models import ModelManifest, Preprocessing
 from schemas.points import NewPoint
 from schemas.settings import ImageLimits
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -33,11 +41,13 @@ class ImageJob:
 
 @dataclass(frozen=True)
 class PreparedImage:
-    """A decoded, preprocessed image ready for a batch."""
+    """A decoded, preprocessed image ready for a batch, with its thumbnail if one was made."""
 
     job: ImageJob
     image_sha256: str
     tensor: npt.NDArray[np.float32]
+    thumbnail: bytes | None = None  # WebP from the same decode as ``tensor``
+    thumbnail_key: str | None = None  # set once the thumbnail is stored
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,30 @@ class ModelRuntime:
         return self.manifest.spec.preprocessing
 
 
+def prepare_images(
+    job: ImageJob,
+    data: bytes,
+    recipes: Iterable[Preprocessing],
+    limits: ImageLimits,
+    *,
+    jpeg_draft: bool = True,
+    thumbnail_size: int | None = None,
+) -> dict[Preprocessing, PreparedImage]:
+    """Decode once, then make each recipe's input (and a thumbnail); ``InvalidImage`` if bad."""
+    wanted = list(dict.fromkeys(recipes))
+    # The JPEG draft keeps both sides >= every model's input and the thumbnail's size.
+    draft = draft_size_for(wanted, thumbnail_size) if jpeg_draft else None
+    image = decode_image(data, limits, draft_size=draft)
+    digest = sha256_hex(data)
+    thumbnail = None if thumbnail_size is None else _thumbnail(job, image, thumbnail_size)
+    return {
+        recipe: PreparedImage(
+            job=job, image_sha256=digest, tensor=preprocess(image, recipe), thumbnail=thumbnail
+        )
+        for recipe in wanted
+    }
+
+
 def prepare_image(
     job: ImageJob,
     data: bytes,
@@ -60,10 +94,39 @@ def prepare_image(
     limits: ImageLimits,
     *,
     jpeg_draft: bool = True,
+    thumbnail_size: int | None = None,
 ) -> PreparedImage:
     """Decode and preprocess one image; raises ``InvalidImage`` for bad input."""
-    tensor = load_for_model(data, preprocessing, limits, jpeg_draft=jpeg_draft)
-    return PreparedImage(job=job, image_sha256=sha256_hex(data), tensor=tensor)
+    return prepare_images(
+        job, data, [preprocessing], limits, jpeg_draft=jpeg_draft, thumbnail_size=thumbnail_size
+    )[preprocessing]
+
+
+def _thumbnail(job: ImageJob, image: Image.Image, size: int) -> bytes | None:
+    try:
+        return make_thumbnail(image, size=size)
+    except (OSError, ValueError) as error:  # the WebP encoder's failures
+        logger.warning("no thumbnail for %s (%s): %s", job.item_id, job.source_uri, error)
+        return None
+
+
+def store_thumbnail(
+    thumbnails: ThumbnailStore, images: Mapping[Preprocessing, PreparedImage]
+) -> dict[Preprocessing, PreparedImage]:
+    """Store the thumbnail the images of one picture share; each gets its key if written."""
+    first = next(iter(images.values()), None)
+    if first is None or first.thumbnail is None:
+        return dict(images)
+    try:
+        key = thumbnails.put(first.thumbnail)
+    except OSError as error:
+        # Disk full, permissions, a read-only mount: the point is stored without a thumbnail
+        # rather than dropped or retried over a preview.
+        logger.warning(
+            "thumbnail of %s (%s) not stored: %s", first.job.item_id, first.job.source_uri, error
+        )
+        return dict(images)
+    return {recipe: replace(image, thumbnail_key=key) for recipe, image in images.items()}
 
 
 def embed_prepared(
@@ -89,6 +152,7 @@ def store_vectors(
             vector=vector.tolist(),
             source_uri=image.job.source_uri,
             metadata=image.job.metadata,
+            thumbnail_key=image.thumbnail_key,
         )
         for image, vector in zip(prepared, vectors, strict=True)
     ]

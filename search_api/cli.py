@@ -262,6 +262,7 @@ def ingest(
     """
     from ingest.bulk import BulkIngestor, catalog_sources, folder_sources
     from ingest.runtime import load_runtime, open_store
+    from ingest.thumbnails import ThumbnailStore
 
     settings = _settings(ctx)
     if (folder is None) == (catalog is None):
@@ -282,7 +283,12 @@ def ingest(
     store = open_store(settings)
     try:
         summary = BulkIngestor(
-            store, runtimes, settings.images, batch_size=batch_size or settings.batch_size
+            store,
+            runtimes,
+            settings.images,
+            batch_size=batch_size or settings.batch_size,
+            thumbnails=ThumbnailStore(settings.resolved_thumbnail_dir()),
+            thumbnail_size=settings.thumbnail_size,
         ).run(sources, limit=limit, progress=progress)
     finally:
         store.close()

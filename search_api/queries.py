@@ -60,7 +60,11 @@ def item_point_id(store: VectorStore, model_id: str, item_id: str) -> str:
 def embed_query_image(settings: Settings, model_id: str, image: bytes) -> list[float]:
     """Embed an uploaded query image with the collection's model."""
     runtime = load_runtime(settings, model_id)
-    tensor = load_for_model(image, runtime.preprocessing, settings.images)
+    # Drafted like ingestion (which also makes a thumbnail from the decode): the stored copy of
+    # this very image then has exactly this tensor, and a re-upload scores as a duplicate.
+    tensor = load_for_model(
+        image, runtime.preprocessing, settings.images, thumbnail_size=settings.thumbnail_size
+    )
     return [float(x) for x in runtime.embedder.embed(tensor[None])[0]]
 
 

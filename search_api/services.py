@@ -1,4 +1,4 @@
-"""What the API's views need (store, queue, blobs, models), opened lazily once per process."""
+"""What the API's views need (store, queue, blobs, thumbnails, models), opened lazily once."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from ingest.registry import ModelRegistry
 from ingest.runtime import load_runtime, open_store
 from ingest.sources import BlobStore
 from ingest.store.base import VectorStore
+from ingest.thumbnails import ThumbnailStore
 from ingest.tracking import EventTracker
 from schemas.settings import Settings
 from search_api.auth import KeyRing
@@ -32,7 +33,7 @@ REDIS_SOCKET_TIMEOUT = 5.0
 
 
 class Services:
-    """Settings plus the store, the publisher and the blob store; pass any of them to inject."""
+    """Settings plus the store, the publisher, blobs and thumbnails; pass any of them to inject."""
 
     def __init__(
         self,
@@ -41,11 +42,13 @@ class Services:
         store: VectorStore | None = None,
         publisher: Publisher | None = None,
         blobs: BlobStore | None = None,
+        thumbnails: ThumbnailStore | None = None,
     ) -> None:
         self.settings = settings
         self.keys = KeyRing(settings.api.keys)
         self.registry = ModelRegistry(settings.models_dir)
         self.blobs = blobs or BlobStore(settings.resolved_blob_dir())
+        self.thumbnails = thumbnails or ThumbnailStore(settings.resolved_thumbnail_dir())
         self._store = store
         self._publisher = publisher
         # Injected objects belong to whoever injected them: close only what was opened here.

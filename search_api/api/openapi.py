@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import wraps
 from typing import Any, cast
 
@@ -64,7 +65,47 @@ class _ModelAdapter(PydanticModelAdapter):
         return err.errors(include_context=False, include_input=False, include_url=False)
 
 
-spec = SpecTree(
+@dataclass(frozen=True)
+class _Extras:
+    """What spectree cannot document itself: a non-JSON success body, path parameter formats."""
+
+    status: int
+    media_type: str | None
+    path_patterns: Mapping[str, str]
+
+
+# Keyed by the view function Flask routes to (the one `endpoint` returns).
+_EXTRAS: dict[Callable[..., Any], _Extras] = {}
+
+
+class _SpecTree(SpecTree):
+    """Spectree, with the extras `endpoint` was given added to the generated document."""
+
+    def _generate_spec(self) -> dict[str, Any]:
+        document = super()._generate_spec()
+        for route in self.backend.find_routes():
+            for method, func in self.backend.parse_func(route):
+                extras = _EXTRAS.get(func)
+                path, _ = self.backend.parse_path(route, None)
+                operation = document["paths"].get(path, {}).get(method.lower())
+                if extras is not None and operation is not None:
+                    _add_extras(operation, extras)
+        return document
+
+
+def _add_extras(operation: dict[str, Any], extras: _Extras) -> None:
+    if extras.media_type is not None:
+        response = operation["responses"][str(extras.status)]
+        response["content"] = {
+            extras.media_type: {"schema": {"type": "string", "format": "binary"}}
+        }
+    for parameter in operation["parameters"]:
+        pattern = extras.path_patterns.get(parameter["name"])
+        if parameter["in"] == "path" and pattern is not None:
+            parameter["schema"] = {**parameter["schema"], "pattern": pattern}
+
+
+spec = _SpecTree(
     "flask",
     mode="strict",  # only routes declared with `endpoint` are documented
     path=DOCS_PATH,
@@ -104,8 +145,14 @@ def endpoint(
     status: int = 200,
     errors: Iterable[int] = (),
     tags: Sequence[str] = (),
+    media_type: str | None = None,
+    path_patterns: Mapping[str, str] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Document and validate a view (request models come from its annotations); check role."""
+    """Document and validate a view (request models come from its annotations); check role.
+
+    ``media_type`` documents a success body that is not JSON (``model`` None, the view returns
+    a Response); ``path_patterns`` the regular expression each named path parameter matches.
+    """
     codes = sorted({*(_ROLE_ERRORS if role else ()), *errors})
     responses: dict[str, Any] = {f"HTTP_{code}": ErrorBody for code in codes}
     responses[f"HTTP_{status}"] = model
@@ -126,6 +173,8 @@ def endpoint(
 
         if role is not None:
             guarded.__doc__ = f"{(view.__doc__ or '').strip()}\n\nRole: `{role.value}`."
+        if media_type is not None or path_patterns:
+            _EXTRAS[guarded] = _Extras(status, media_type, dict(path_patterns or {}))
         return guarded
 
     return decorate
