@@ -14,7 +14,7 @@ DEMO_ENV := LOOKALIKE_DATA_DIR=$(DEMO_DIR)/data LOOKALIKE_MODELS_DIR=$(DEMO_MODE
 	LOOKALIKE_DEFAULT_MODEL=$(DEMO_MODEL)
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-all demo test lint format bench test-model constraints clean
+.PHONY: help install install-all browser demo test lint format bench test-model constraints clean
 
 help: ## Show every task with its description
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -37,7 +37,13 @@ demo: $(BIN)/python ## The main job: build the sample catalog, ingest it, search
 	$(DEMO_ENV) $(LOOKALIKE) search --item chelsea --group-by product_id --filter "price<=100" --limit 5
 	$(DEMO_ENV) $(LOOKALIKE) collections
 
-test: install-all ## Run every test (installs the PyTorch extra for the export test)
+# Browser tests drive Debian's Chromium (Playwright cannot download its own browser here).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser: ## Install Debian's headless Chromium for the admin page's browser tests
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+test: install-all browser ## Run every test (installs the PyTorch extra and Chromium first)
 	$(BIN)/pytest
 
 lint: install ## ruff check, ruff format --check, mypy --strict

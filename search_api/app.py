@@ -11,6 +11,7 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
 from schemas.settings import Settings
+from search_api.admin import register_admin
 from search_api.api import register_api
 from search_api.errors import register_error_handlers
 from search_api.metrics import ApiMetrics
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     register_error_handlers(app)
     ApiMetrics().install(app)
     register_api(app)
+    register_admin(app)
     if services.keys.open:
         log.warning(
             "no API keys configured (LOOKALIKE_API__KEYS): the API is OPEN, anyone who can "

@@ -156,7 +156,8 @@ def _model_known(model_id: str) -> bool:
     return True
 
 
-def _lookalike_error(error: Exception) -> tuple[int, str, dict[str, Any]]:
+def status_for_error(error: Exception) -> tuple[int, str, dict[str, Any]]:
+    """HTTP status, error code and details of one of Lookalike's exceptions (API and admin)."""
     if isinstance(error, InvalidImage):
         refused = image_error(error)
         return refused.status, refused.code, refused.details
@@ -194,7 +195,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ModelError)
     @app.errorhandler(InvalidImage)
     def _lookalike(error: Exception) -> Response:
-        status, code, details = _lookalike_error(error)
+        status, code, details = status_for_error(error)
         return error_response(status, code, str(error), details)
 
     @app.errorhandler(redis.RedisError)
