@@ -15,7 +15,7 @@ from typing import Any
 from PIL import Image
 from tqdm import tqdm
 
-from ingest.errors import InvalidImage
+from ingest.errors import InvalidImage, InvalidImageReason
 from ingest.images import read_image_file, sha256_hex
 from ingest.pipeline import (
     ImageJob,
@@ -34,7 +34,6 @@ from schemas.models import Preprocessing
 from schemas.settings import ImageLimits
 
 BAD_ROW = "bad_row"
-FORBIDDEN_PATH = "forbidden_path"
 
 _CODE_WITH_LEADING_ZERO = re.compile(r"[+-]?0\d")
 
@@ -142,7 +141,7 @@ def _catalog_row(
         failure = IngestFailure(
             item_id=item_id,
             source=where,
-            reason=FORBIDDEN_PATH,
+            reason=InvalidImageReason.FORBIDDEN_PATH.value,
             message=f"{image_name!r} points outside {images_root}",
         )
         return SourceImage(job=None, path=None, failure=failure)

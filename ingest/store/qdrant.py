@@ -359,12 +359,21 @@ class QdrantStore:
             payload={**point.metadata, **system},
         )
 
+    def _item_points(self, model_id: str, item_id: str) -> tuple[str, models.Filter, int]:
+        """Collection name, the filter selecting an item's points, and how many there are."""
+        name, _ = self._existing(model_id)
+        item_filter = to_qdrant_filter(PayloadFilter.from_pairs({"item_id": item_id}))
+        assert item_filter is not None  # noqa: S101 (a non-empty filter always translates)
+        return (
+            name,
+            item_filter,
+            self.client.count(name, count_filter=item_filter, exact=True).count,
+        )
+
     @_translate_errors
     def delete_item(self, model_id: str, item_id: str) -> int:
         """Delete every point of an item; returns how many were deleted."""
-        name, _ = self._existing(model_id)
-        item_filter = to_qdrant_filter(PayloadFilter.from_pairs({"item_id": item_id}))
-        found = self.client.count(name, count_filter=item_filter, exact=True).count
+        name, item_filter, found = self._item_points(model_id, item_id)
         if found:
             self.client.delete(
                 name, points_selector=models.FilterSelector(filter=item_filter), wait=True
@@ -374,9 +383,7 @@ class QdrantStore:
     @_translate_errors
     def update_item_payload(self, model_id: str, item_id: str, metadata: dict[str, Any]) -> int:
         """Merge metadata into every point of an item (no re-embedding); returns how many."""
-        name, _ = self._existing(model_id)
-        item_filter = to_qdrant_filter(PayloadFilter.from_pairs({"item_id": item_id}))
-        found = self.client.count(name, count_filter=item_filter, exact=True).count
+        name, item_filter, found = self._item_points(model_id, item_id)
         # System keys describe the stored image itself: metadata never overrides them.
         user_keys = {k: v for k, v in metadata.items() if k not in SYSTEM_PAYLOAD_KEYS}
         if found and user_keys:

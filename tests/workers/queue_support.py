@@ -255,6 +255,12 @@ class QueueStack:
 
     # -- workers ------------------------------------------------------------------------------
 
+    def child_env(self) -> dict[str, str]:
+        """This process's environment without our settings, plus the stack's."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKALIKE_")}
+        env.update(self.env)
+        return env
+
     def start_worker(
         self,
         module: str = "search_api.cli",
@@ -266,8 +272,7 @@ class QueueStack:
         argv = [sys.executable, "-m", module]
         if module == "search_api.cli":
             argv += ["worker", "--loglevel=info"]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKALIKE_")}
-        env.update(self.env)
+        env = self.child_env()
         env.update(extra_env or {})
         log_path = self.root / f"worker-{len(self.workers)}.log"
         worker = WorkerProcess(argv, env, log_path)
@@ -283,8 +288,7 @@ class QueueStack:
 
     def cli(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         """Run ``python -m search_api.cli ARGS`` against this stack; fail on a non-zero exit."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKALIKE_")}
-        env.update(self.env)
+        env = self.child_env()
         done = subprocess.run(
             [sys.executable, "-m", "search_api.cli", *args],
             cwd=REPO,
