@@ -16,7 +16,6 @@ Supported URIs:
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import re
@@ -32,6 +31,7 @@ from typing import IO, Final
 from ingest.errors import InvalidImage, InvalidImageReason, LookalikeError, SourceUnavailable
 from ingest.fetch import USER_AGENT, content_length, describe_network_error, http_opener, iter_body
 from ingest.images import read_image_file, sha256_hex
+from ingest.registry import file_sha256
 from schemas.settings import ImageLimits, Settings
 
 SUPPORTED_SCHEMES: Final = ("blob", "file", "http", "https")
@@ -49,7 +49,6 @@ _RETRY_LATER_STATUSES: Final = frozenset({408, 425, 429})
 _FIRST_SERVER_ERROR: Final = 500
 _FIRST_CLIENT_ERROR: Final = 400
 
-_HASH_CHUNK: Final = 1024 * 1024
 _SHOWN_CHARS: Final = 200
 
 HostRule = tuple[str, int | None]  # (lower-case host, port or None for any port)
@@ -68,8 +67,8 @@ class BlobStore:
         digest = sha256_hex(data)
         path = self._path(digest)
         # Skipping an intact copy keeps re-uploads cheap; a damaged one is rewritten (healed).
-        if not _holds(path, digest):
-            _write_atomically(path, data)
+        if not file_holds(path, digest):
+            write_atomically(path, data)
         return f"blob://{digest}"
 
     def path_for(self, uri: str) -> Path:
@@ -369,19 +368,15 @@ def _read_local(path: Path, limits: ImageLimits) -> bytes:
         raise SourceUnavailable(f"could not read {path}: {error}") from error
 
 
-def _holds(path: Path, digest: str) -> bool:
+def file_holds(path: Path, digest: str) -> bool:
     """Whether ``path`` exists and its bytes hash to ``digest``."""
-    hasher = hashlib.sha256()
     try:
-        with path.open("rb") as blob:
-            while chunk := blob.read(_HASH_CHUNK):
-                hasher.update(chunk)
+        return file_sha256(path) == digest
     except OSError:
         return False
-    return hasher.hexdigest() == digest
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
     """Write via a unique temp file and os.replace, so readers never see a partial blob."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # Beside the target (same filesystem, so os.replace is atomic); the leading dot and

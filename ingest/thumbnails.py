@@ -17,7 +17,7 @@ from typing import Final
 from PIL import Image
 
 from ingest.images import sha256_hex, to_rgb
-from ingest.sources import _holds, _write_atomically
+from ingest.sources import file_holds, write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +87,8 @@ class ThumbnailStore:
         key = sha256_hex(data)
         path = self.path_for(key)
         # An intact copy is kept as is; a damaged one is rewritten (healed).
-        if not _holds(path, key):
-            _write_atomically(path, data)
+        if not file_holds(path, key):
+            write_atomically(path, data)
         return key
 
     def path_for(self, key: str) -> Path:
