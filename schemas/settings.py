@@ -155,13 +155,27 @@ class Settings(BaseSettings):
     qdrant_url: str | None = Field(
         default=None, description="Qdrant server URL; unset means local mode on disk."
     )
-    qdrant_api_key: str | None = None
+    qdrant_api_key: str | None = Field(default=None, description="API key of the Qdrant server.")
+    qdrant_shard_number: PositiveInt = Field(
+        default=1,
+        description="Shards of each new collection on a Qdrant cluster (ignored in local mode).",
+    )
+    qdrant_replication_factor: PositiveInt = Field(
+        default=1,
+        description="Copies of each shard on a Qdrant cluster (ignored in local mode).",
+    )
     qdrant_path: Path | None = Field(
         default=None,
         description="Local-mode store directory (default: <data_dir>/qdrant); ':memory:' for RAM.",
     )
-    collection_prefix: str = "lookalike"
-    default_model: str = "dinov2-vits14"
+    collection_prefix: str = Field(
+        default="lookalike",
+        description="Collections are <prefix>__<model id>; the alias <prefix> is the current one.",
+    )
+    default_model: str = Field(
+        default="dinov2-vits14",
+        description="Model used when none is given (until a reindex points the alias elsewhere).",
+    )
     enabled_models: list[str] = Field(
         default_factory=list,
         description="Models every image is embedded with (default: default_model).",

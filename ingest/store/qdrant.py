@@ -210,10 +210,14 @@ class QdrantStore:
         *,
         prefix: str = "lookalike",
         payload_indexes: Sequence[str] = DEFAULT_PAYLOAD_INDEXES,
+        shard_number: int = 1,
+        replication_factor: int = 1,
     ) -> None:
         self.client = client
         self.prefix = prefix
         self.payload_indexes = tuple(payload_indexes)
+        self.shard_number = shard_number
+        self.replication_factor = replication_factor
         options = client.init_options
         local = options.get("location") == MEMORY or options.get("path") is not None
         self._where: str = str(
@@ -235,7 +239,11 @@ class QdrantStore:
         else:
             client = _local_client(settings.resolved_qdrant_location())
         return cls(
-            client, prefix=settings.collection_prefix, payload_indexes=settings.payload_indexes
+            client,
+            prefix=settings.collection_prefix,
+            payload_indexes=settings.payload_indexes,
+            shard_number=settings.qdrant_shard_number,
+            replication_factor=settings.qdrant_replication_factor,
         )
 
     def _name(self, model_id: str) -> str:
@@ -274,7 +282,14 @@ class QdrantStore:
         }
         vectors = models.VectorParams(size=model.spec.dimension, distance=models.Distance.COSINE)
         try:
-            self.client.create_collection(name, vectors_config=vectors, metadata=metadata)
+            self.client.create_collection(
+                name,
+                vectors_config=vectors,
+                metadata=metadata,
+                # A Qdrant cluster spreads and copies the collection; local mode ignores both.
+                shard_number=self.shard_number,
+                replication_factor=self.replication_factor,
+            )
         except UnexpectedResponse as exc:
             # Two workers starting at once both see no collection; the loser verifies the
             # winner's collection instead of failing.
