@@ -6,13 +6,11 @@ import contextlib
 import json
 import re
 from collections.abc import Callable, Sequence
-from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from ingest.errors import LookalikeError
 from schemas.models import ModelFamily, ModelManifest, Preprocessing, ResizeMode
 from schemas.points import (
     AnyOfCondition,
@@ -23,29 +21,15 @@ from schemas.points import (
     ScoredPoint,
 )
 from schemas.settings import Settings
+from search_api.cli_common import friendly_errors, settings_of
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _FILTER = re.compile(r"^(?P<key>[A-Za-z_][\w.-]*)\s*(?P<op><=|>=|<|>|=)\s*(?P<value>.*)$")
 
 
-def _friendly_errors(command: F) -> F:
-    """Turn Lookalike's own errors into a one-line message and exit code 1, not a traceback."""
-
-    @wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except (LookalikeError, ValueError) as error:
-            raise click.ClickException(str(error)) from error
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _settings(ctx: click.Context) -> Settings:
-    settings = ctx.find_root().obj
-    assert isinstance(settings, Settings)  # noqa: S101 (set by main)
-    return settings
+_friendly_errors = friendly_errors
+_settings = settings_of
 
 
 def _warn_if_random(manifest: ModelManifest) -> None:
@@ -576,6 +560,16 @@ def api(ctx: click.Context, bind: str, workers: int, threads: int, dev: bool) ->
 
     host, _, port = bind.rpartition(":")
     create_app(settings).run(host=host or "127.0.0.1", port=int(port), threaded=True)
+
+
+def _register_commands() -> None:
+    # Commands kept in their own modules; they import this module's helpers.
+    from search_api.cli_stack import up
+
+    cli.add_command(up)
+
+
+_register_commands()
 
 
 def main() -> None:

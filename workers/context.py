@@ -47,13 +47,33 @@ class WorkerContext:
         )
 
 
+# Set by an embedded stack that runs a worker inside a process already holding the store.
+_provided: tuple[Settings, VectorStore] | None = None
+
+
+def provide_store(settings: Settings, store: VectorStore) -> None:
+    """Make this process's worker use these settings and this open store.
+
+    Local-mode Qdrant can be opened by one process, once: the one-process stack (`lookalike
+    up`) opens it for its API and hands the same store to its worker thread. Call before the
+    first task runs.
+    """
+    global _provided
+    if worker_context.cache_info().currsize:
+        raise RuntimeError("the worker context is already built; provide the store earlier")
+    _provided = (settings, store)
+
+
 @functools.cache
 def worker_context() -> WorkerContext:
     """The process-wide context; the store and models open lazily, once."""
     from workers.app import app
 
-    settings = Settings()
-    store = open_store(settings)
+    if _provided is not None:
+        settings, store = _provided
+    else:
+        settings = Settings()
+        store = open_store(settings)
     client = redis.Redis.from_url(app.conf.broker_url, retry=STATUS_WRITE_RETRY)
     return WorkerContext(
         settings=settings,

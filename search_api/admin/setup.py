@@ -23,7 +23,7 @@ from search_api.admin import (  # noqa: F401  (importing the views registers the
 from search_api.admin.blueprint import bp
 from search_api.admin.cards import template_helpers
 from search_api.admin.problems import Problem, problem_of, render_problem
-from search_api.services import EXTENSION, Services
+from search_api.services import EXTENSION, Services, current_services
 
 log = logging.getLogger(__name__)
 csrf = CSRFProtect()
@@ -61,12 +61,22 @@ def _configure_session(app: Flask, settings: Settings) -> None:
     )
 
 
+def _random_weight_models() -> list[str]:
+    """Installed models in use here whose weights are random (results are meaningless)."""
+    services = current_services()
+    in_use = {services.settings.default_model, *services.settings.resolved_enabled_models()}
+    return sorted(
+        m.spec.id for m in services.registry.installed() if m.random_weights and m.spec.id in in_use
+    )
+
+
 def _context() -> dict[str, Any]:
     admin = g.get("admin")
     return {
         "nav": NAV,
         "admin": admin,
         "open_mode": admin is not None and admin.open_mode,
+        "random_weight_models": _random_weight_models() if admin is not None else [],
         **template_helpers(),
     }
 
