@@ -8,13 +8,14 @@ LOOKALIKE := $(BIN)/lookalike
 # The demo runs on the committed random-weight test model unless told otherwise, e.g.
 #   make demo DEMO_MODEL=dinov2-vits14 DEMO_MODELS_DIR=~/.cache/lookalike/models
 DEMO_DIR ?= var/demo
+DEMO_BIND ?= 127.0.0.1:8000
 DEMO_MODEL ?= dinov2-vits14-tiny-random
 DEMO_MODELS_DIR ?= tests/fixtures/models
 DEMO_ENV := LOOKALIKE_DATA_DIR=$(DEMO_DIR)/data LOOKALIKE_MODELS_DIR=$(DEMO_MODELS_DIR) \
 	LOOKALIKE_DEFAULT_MODEL=$(DEMO_MODEL)
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-all browser demo test lint format bench test-model constraints clean
+.PHONY: help install install-all browser compose demo test lint format bench test-model constraints clean
 
 help: ## Show every task with its description
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -28,14 +29,9 @@ install: $(BIN)/python ## Install Lookalike and the dev tools into .venv
 install-all: $(BIN)/python ## Install with every extra: dev, export (PyTorch), demo
 	$(PIP) -e ".[dev,export,demo]"
 
-demo: $(BIN)/python ## The main job: build the sample catalog, ingest it, search it
+demo: $(BIN)/python ## The main job: the whole stack with a sample catalog on http://127.0.0.1:8000 (Ctrl-C stops)
 	$(PIP) -e ".[demo]"
-	$(LOOKALIKE) sample-catalog $(DEMO_DIR)/catalog
-	$(DEMO_ENV) $(LOOKALIKE) ingest --catalog $(DEMO_DIR)/catalog/items.csv --images $(DEMO_DIR)/catalog/images
-	$(DEMO_ENV) $(LOOKALIKE) search --item coffee --limit 5
-	$(DEMO_ENV) $(LOOKALIKE) search --image $(DEMO_DIR)/catalog/queries/astronaut-query.jpg --limit 5
-	$(DEMO_ENV) $(LOOKALIKE) search --item chelsea --group-by product_id --filter "price<=100" --limit 5
-	$(DEMO_ENV) $(LOOKALIKE) collections
+	$(DEMO_ENV) $(LOOKALIKE) up --bind $(DEMO_BIND)
 
 # Browser tests drive Debian's Chromium (Playwright cannot download its own browser here).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -43,7 +39,12 @@ browser: ## Install Debian's headless Chromium for the admin page's browser test
 	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
-test: install-all browser ## Run every test (installs the PyTorch extra and Chromium first)
+# tests/deploy validates deploy/compose.yaml with Debian's docker-compose (no Docker engine needed).
+compose: ## Install Debian's docker-compose, which tests/deploy uses to validate deploy/compose.yaml
+	@command -v docker-compose >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq docker-compose >/dev/null; }
+
+test: install-all browser compose ## Run every test (installs the PyTorch extra, Chromium and docker-compose first)
 	$(BIN)/pytest
 
 lint: install ## ruff check, ruff format --check, mypy --strict
@@ -63,6 +64,10 @@ bench: install-all ## Throughput and latency: ingest vs seed 001, queue vs in-pr
 test-model: install-all ## Re-export the committed random-weight test model
 	rm -rf tests/fixtures/models/dinov2-vits14-tiny-random
 	LOOKALIKE_MODELS_DIR=tests/fixtures/models $(LOOKALIKE) models export dinov2-vits14 --random-init --tiny
+
+.PHONY: docs
+docs: install ## Regenerate docs/configuration.md, docs/api.md, deploy/.env.example (settings, OpenAPI)
+	$(BIN)/python -m search_api.reference
 
 constraints: install-all ## Refresh constraints.txt (exact versions) from .venv
 	$(BIN)/pip freeze --exclude-editable | sed 's/+cpu$$//' > constraints.txt

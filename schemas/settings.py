@@ -81,7 +81,10 @@ class ApiKey(BaseModel):
 
     name: str = Field(min_length=1, description="Who holds the key (shown in logs, never the key).")
     key: SecretStr = Field(min_length=16, description="The secret itself: at least 16 characters.")
-    roles: list[ApiRole] = Field(min_length=1)
+    roles: list[ApiRole] = Field(
+        min_length=1,
+        description="What the key may do: search, ingest and/or admin (admin may do everything).",
+    )
 
 
 class ApiSettings(BaseModel):
@@ -146,11 +149,13 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(
         default_factory=lambda: Path(platformdirs.user_data_dir("lookalike")),
-        description="Where the embedded store and other state live.",
+        description="Where the embedded store and other state live (default: the platform's "
+        "user data directory, ~/.local/share/lookalike on Linux).",
     )
     models_dir: Path = Field(
         default_factory=lambda: Path(platformdirs.user_cache_dir("lookalike")) / "models",
-        description="Where ONNX model files and their manifests live.",
+        description="Where ONNX model files and their manifests live (default: models/ in the "
+        "platform's user cache directory, ~/.cache/lookalike/models on Linux).",
     )
     qdrant_url: str | None = Field(
         default=None, description="Qdrant server URL; unset means local mode on disk."
