@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -67,7 +69,9 @@ class EmbeddedStack:
         from workers.publisher import Publisher
         from workers.recovery import start_recovery
 
-        # Before anything starts: a missing model is a message, not a half-started stack.
+        # Before anything starts: a taken port or a missing model is a message, not a
+        # half-started stack.
+        self._check_address()
         self.manifest = resolve_model(
             ModelRegistry(self.settings.models_dir), self.settings.default_model
         )
@@ -96,14 +100,20 @@ class EmbeddedStack:
         self._closers.append(self.services.close)
         self._serve(create_app(services=self.services))
 
-    def _serve(self, app: Flask) -> None:
+    def _check_address(self) -> None:
         try:
-            self.server = make_server(self.host, self.port, app, threaded=True)
+            with socket.create_server((self.host, self.port)):
+                pass
         except OSError as error:
             raise click.ClickException(
-                f"cannot listen on {self.host}:{self.port} ({error.strerror}); "
+                f"cannot listen on {self.host}:{self.port} "
+                f"({os.strerror(error.errno) if error.errno else error}); "
                 "choose another address with --bind HOST:PORT"
             ) from error
+
+    def _serve(self, app: Flask) -> None:
+        # Werkzeug exits the process itself when the address is taken; checked before start.
+        self.server = make_server(self.host, self.port, app, threaded=True)
         server = self.server
         thread = threading.Thread(target=server.serve_forever, name="lookalike-http", daemon=True)
         thread.start()

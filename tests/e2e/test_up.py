@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -63,9 +64,9 @@ class UpProcess:
             time.sleep(0.2)
         pytest.fail(f"`lookalike up` not up after {START_TIMEOUT:.0f} s:\n{self.output}")
 
-    def stop(self) -> int:
-        """SIGTERM (as `docker stop` or systemd would), then the exit code."""
-        self.popen.send_signal(signal.SIGTERM)
+    def stop(self, signum: signal.Signals = signal.SIGTERM) -> int:
+        """SIGTERM (as `docker stop` or systemd would) or SIGINT (Ctrl-C); the exit code."""
+        self.popen.send_signal(signum)
         try:
             code = self.popen.wait(STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -199,7 +200,8 @@ def test_up_serves_the_sample_catalog_ingests_an_upload_and_keeps_data_across_re
     assert "loading the sample catalog" not in second.output
     item = _get_json(f"{url}/api/v1/items/uploaded-rocket")
     assert item["item_id"] == "uploaded-rocket"
-    assert second.stop() == 0, second.output
+    assert second.stop(signal.SIGINT) == 0, second.output
+    assert "stopped; the data is kept" in second.output
 
 
 def test_up_without_the_model_says_how_to_get_it(
@@ -213,3 +215,16 @@ def test_up_without_the_model_says_how_to_get_it(
     assert code == 1, process.output
     assert "lookalike models fetch dinov2-vits14 --sha256" in process.output
     assert "Lookalike is up" not in process.output
+
+
+def test_up_on_a_taken_port_says_so_before_starting_anything(
+    start_up: Any, up_env: dict[str, str]
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        process = start_up("--bind", f"127.0.0.1:{port}")
+        code = process.popen.wait(60)
+    process._reader.join(5)
+    assert code == 1, process.output
+    assert "choose another address with --bind" in process.output
+    assert "embedded Redis" not in process.output  # nothing was started
