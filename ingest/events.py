@@ -27,6 +27,7 @@ from ingest.pipeline import (
     prepare_images,
     store_thumbnail,
 )
+from ingest.runtime import enabled_model_ids
 from ingest.sources import SourceResolver
 from ingest.store.base import VectorStore
 from ingest.thumbnails import ThumbnailStore
@@ -88,14 +89,29 @@ class EventHandler:
         self.load_runtime = load_runtime
         self.thumbnails = thumbnails or ThumbnailStore(settings.resolved_thumbnail_dir())
 
-    def _models_for(self, requested: list[str] | None) -> list[str]:
-        return requested or self.settings.resolved_enabled_models()
-
     def uploads(self, events: Sequence[UploadEvent]) -> list[EventResult]:
         """Fetch, decode, embed (one batch per model) and store; one result per event."""
         batch = _Batch()
+        try:
+            # Asked once per batch, so that uploads after a reindex's alias switch land in the
+            # new model's collection. (Deletes and payload updates go to every collection.)
+            defaults = (
+                enabled_model_ids(self.settings, self.store)
+                if any(not event.models for event in events)
+                else []
+            )
+        except StoreError as error:
+            outcome, reason = (
+                (Outcome.RETRY, "store_unavailable")
+                if isinstance(error, StoreUnavailable)
+                else (Outcome.FAILED, "store_error")
+            )
+            return [
+                EventResult(event.event_id, event.item_id, outcome, reason, str(error))
+                for event in events
+            ]
         for event in events:
-            self._fetch(event, batch)
+            self._fetch(event, batch, event.models or defaults)
         runtimes = self._runtimes(batch)
         prepared = self._prepare(batch, {runtime.preprocessing for runtime in runtimes.values()})
         self._store(batch, runtimes, prepared)
@@ -105,7 +121,7 @@ class EventHandler:
             )
         return [batch.results[event.event_id] for event in events]
 
-    def _fetch(self, event: UploadEvent, batch: _Batch) -> None:
+    def _fetch(self, event: UploadEvent, batch: _Batch, models: list[str]) -> None:
         try:
             data = self.resolver.fetch(event.image_uri)
         except InvalidImage as error:
@@ -113,7 +129,7 @@ class EventHandler:
         except SourceUnavailable as error:
             batch.settle(event, Outcome.RETRY, "source_unavailable", str(error))
         else:
-            batch.live.append((event, data, self._models_for(event.models)))
+            batch.live.append((event, data, models))
 
     def _runtimes(self, batch: _Batch) -> dict[str, ModelRuntime]:
         """Load each needed model once; events needing a model that will not load fail."""

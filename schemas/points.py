@@ -108,3 +108,7 @@ class CollectionInfo(BaseModel):
     dimension: int
     model_fingerprint: str
     points: int
+    current: bool = Field(
+        default=False,
+        description="The collection searches use by default (the `<prefix>` alias points here).",
+    )

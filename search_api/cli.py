@@ -72,6 +72,7 @@ def models_list(ctx: click.Context) -> None:
     installed = {
         manifest.spec.id: manifest for manifest in ModelRegistry(settings.models_dir).installed()
     }
+    current = _current_model_or_none(settings)
     click.echo(f"models directory: {settings.models_dir}")
     click.echo(f"{'id':<28}{'dim':>6}  {'family':<12}status")
     for model_id in sorted(set(KNOWN_MODELS) | set(installed)):
@@ -83,7 +84,30 @@ def models_list(ctx: click.Context) -> None:
             if manifest.random_weights:
                 status += "  RANDOM WEIGHTS (tests/benchmarks only)"
         default = " (default)" if model_id == settings.default_model else ""
+        if model_id == current:
+            status += "  CURRENT (searches use it)"
         click.echo(f"{model_id + default:<28}{spec.dimension:>6}  {spec.family.value:<12}{status}")
+
+
+def _current_model_or_none(settings: Settings) -> str | None:
+    """The model the collection alias names (after a reindex), if the store can be read now."""
+    from ingest.errors import LookalikeError
+    from ingest.runtime import current_model_id, open_store
+    from ingest.store.qdrant import MEMORY
+
+    location = settings.resolved_qdrant_location()
+    if settings.qdrant_url is None and (location == MEMORY or not Path(location).exists()):
+        return None  # no store yet, so no alias: nothing to create just to list models
+    try:
+        store = open_store(settings)
+    except LookalikeError:
+        return None  # e.g. the local store is held by `lookalike up`: list without it
+    try:
+        return current_model_id(settings, store)
+    except LookalikeError:
+        return None
+    finally:
+        store.close()
 
 
 @models.command("fetch")
@@ -245,7 +269,7 @@ def ingest(
     `lookalike worker` embeds them.
     """
     from ingest.bulk import BulkIngestor, catalog_sources, folder_sources
-    from ingest.runtime import load_runtime, open_store
+    from ingest.runtime import enabled_model_ids, load_runtime, open_store
     from ingest.thumbnails import ThumbnailStore
 
     settings = _settings(ctx)
@@ -261,11 +285,14 @@ def ingest(
     if use_queue:
         _ingest_through_queue(settings, sources[:limit], list(model_ids) or None, progress, wait)
         return
-    runtimes = [load_runtime(settings, m) for m in model_ids or settings.resolved_enabled_models()]
-    for runtime in runtimes:
-        _warn_if_random(runtime.manifest)
     store = open_store(settings)
     try:
+        # After a reindex the alias names the model uploads go to, as on the workers.
+        runtimes = [
+            load_runtime(settings, m) for m in model_ids or enabled_model_ids(settings, store)
+        ]
+        for runtime in runtimes:
+            _warn_if_random(runtime.manifest)
         summary = BulkIngestor(
             store,
             runtimes,
@@ -467,7 +494,7 @@ def _print_hits(hits: Sequence[ScoredPoint], as_json: bool, shown_fields: Sequen
 @click.option("--filter", "filters", multiple=True, help="key=value, key<=number, key>=number.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=10, show_default=True)
 @click.option("--group-by", help="One result per value of this payload field (e.g. brand).")
-@click.option("--model", "model_id", help="Model whose collection to search (default: default).")
+@click.option("--model", "model_id", help="Model whose collection to search (default: current).")
 @click.option("--threshold", type=float, help="Only results scoring at least this.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 @click.pass_context
@@ -486,25 +513,26 @@ def search(
     """Rank stored images by similarity to an image file or a stored item."""
     from ingest.errors import ModelNotFound
     from ingest.registry import ModelRegistry
-    from ingest.runtime import open_store
+    from ingest.runtime import current_model_id, open_store
     from schemas.queries import SimilarityQuery
     from search_api.queries import run_query
 
     if (image_path is None) == (item_id is None):
         raise click.UsageError("give either --image FILE or --item ID")
     settings = _settings(ctx)
-    query = SimilarityQuery(
-        model_id=model_id or settings.default_model,
-        item_id=item_id,
-        filter=parse_filters(filters),
-        limit=limit,
-        group_by=group_by,
-        score_threshold=threshold,
-    )
-    with contextlib.suppress(ModelNotFound):  # --item searches need no local model file
-        _warn_if_random(ModelRegistry(settings.models_dir).manifest(query.model_id))
+    filter_ = parse_filters(filters)
     store = open_store(settings)
     try:
+        query = SimilarityQuery(
+            model_id=model_id or current_model_id(settings, store),
+            item_id=item_id,
+            filter=filter_,
+            limit=limit,
+            group_by=group_by,
+            score_threshold=threshold,
+        )
+        with contextlib.suppress(ModelNotFound):  # --item searches need no local model file
+            _warn_if_random(ModelRegistry(settings.models_dir).manifest(query.model_id))
         hits = run_query(
             settings, store, query, image=image_path.read_bytes() if image_path else None
         )
@@ -517,7 +545,7 @@ def search(
 @click.pass_context
 @_friendly_errors
 def collections(ctx: click.Context) -> None:
-    """Collections in the store: model, dimension, fingerprint, number of points."""
+    """Collections in the store: model, dimension, points, current or not, fingerprint."""
     from ingest.runtime import open_store
 
     store = open_store(_settings(ctx))
@@ -528,9 +556,10 @@ def collections(ctx: click.Context) -> None:
     if not infos:
         click.echo("no collections yet: run `lookalike ingest`")
     for info in infos:
+        current = "current  " if info.current else ""
         click.echo(
             f"{info.name:<40}{info.dimension:>6}-d {info.points:>9} points  "
-            f"{info.model_fingerprint}"
+            f"{current}{info.model_fingerprint}"
         )
 
 
@@ -564,9 +593,11 @@ def api(ctx: click.Context, bind: str, workers: int, threads: int, dev: bool) ->
 
 def _register_commands() -> None:
     # Commands kept in their own modules; they import this module's helpers.
+    from search_api.cli_reindex import reindex
     from search_api.cli_stack import up
 
     cli.add_command(up)
+    cli.add_command(reindex)
 
 
 _register_commands()

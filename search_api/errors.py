@@ -7,6 +7,7 @@ Mapping (also in the README's API section):
   (an image over ``LOOKALIKE_IMAGES__MAX_BYTES`` -> 413, reason ``too_many_bytes``)
 - bad cursor, too many points to cluster, wrong vector size -> 422
 - unknown item, model, collection, event, dead letter, route -> 404
+- re-index to the model that is already the current one -> 409 ``same_model``
 - body over the size limit, too many images -> 413
 - missing or unknown API key -> 401; key without the role -> 403
 - store or Redis unreachable, model file unusable -> 503

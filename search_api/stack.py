@@ -24,7 +24,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from ingest.bulk import catalog_sources, upload_events
 from ingest.registry import ModelRegistry
 from ingest.resolve import resolve_model
-from ingest.runtime import open_store
+from ingest.runtime import current_model_id, open_store
 from ingest.sources import BlobStore
 from ingest.store.base import VectorStore
 from schemas.models import ModelManifest
@@ -69,19 +69,20 @@ class EmbeddedStack:
         from workers.publisher import Publisher
         from workers.recovery import start_recovery
 
-        # Before anything starts: a taken port or a missing model is a message, not a
-        # half-started stack.
+        # Before anything starts: a taken port is a message, not a half-started stack.
         self._check_address()
+        store = open_store(self.settings)
+        self._closers.append(store.close)
+        # The alias's model after a reindex, else the configured one; it must resolve before
+        # a worker or the API starts (a missing model stops here, with how to get it).
         self.manifest = resolve_model(
-            ModelRegistry(self.settings.models_dir), self.settings.default_model
+            ModelRegistry(self.settings.models_dir), current_model_id(self.settings, store)
         )
         url, embedded = redis_url_for(self.settings)
         if embedded is not None:
             self._closers.append(embedded.stop)
         # Everything below talks to this one broker, embedded or configured.
         self.settings = self.settings.model_copy(update={"redis_url": url})
-        store = open_store(self.settings)
-        self._closers.append(store.close)
         configure(celery, self.settings, url)
         provide_store(self.settings, store)
         self.worker = EmbeddedWorker(celery)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from celery import Celery
+from celery.utils.time import get_exponential_backoff_interval
 
-from schemas.settings import Settings
+from schemas.settings import QueueSettings, Settings
 
 # Task names are the public contract with producers in other languages (see the README).
 INGEST_TASK = "lookalike.ingest"
@@ -12,7 +13,9 @@ DELETE_TASK = "lookalike.delete"
 UPDATE_PAYLOAD_TASK = "lookalike.update_payload"
 QUEUE = "lookalike"
 
-app = Celery("lookalike", include=["workers.tasks", "workers.duplicate_tasks"])
+app = Celery(
+    "lookalike", include=["workers.tasks", "workers.duplicate_tasks", "workers.reindex_tasks"]
+)
 
 # Longest pause between two sweeps for messages whose visibility timeout has passed.
 MAX_RESTORE_INTERVAL = 10
@@ -59,3 +62,15 @@ def configure(celery: Celery, settings: Settings, broker_url: str) -> Celery:
         worker_hijack_root_logger=False,
     )
     return celery
+
+
+def retry_delay(queue: QueueSettings, attempt: int) -> int:
+    """Seconds before retry ``attempt + 1``: exponential backoff with full jitter, capped."""
+    return int(
+        get_exponential_backoff_interval(
+            factor=queue.retry_backoff,
+            retries=attempt,
+            maximum=queue.retry_backoff_max,
+            full_jitter=True,
+        )
+    )

@@ -7,7 +7,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from celery import Task
-from celery.utils.time import get_exponential_backoff_interval
 from celery_batches import Batches, SimpleRequest
 from pydantic import ValidationError
 
@@ -15,7 +14,7 @@ from ingest.errors import StoreUnavailable
 from ingest.events import EventResult, Outcome
 from schemas.events import DeleteEvent, EventState, EventStatus, UpdatePayloadEvent, UploadEvent
 from schemas.settings import Settings
-from workers.app import DELETE_TASK, INGEST_TASK, UPDATE_PAYLOAD_TASK, app
+from workers.app import DELETE_TASK, INGEST_TASK, UPDATE_PAYLOAD_TASK, app, retry_delay
 from workers.context import WorkerContext, worker_context
 
 log = logging.getLogger(__name__)
@@ -108,12 +107,7 @@ def _retry_later(
         reason = f"retries_exhausted:{result.reason}"
         _dead_letter(context, event, reason, result.message or "")
         return
-    delay = get_exponential_backoff_interval(
-        factor=queue.retry_backoff,
-        retries=attempt,
-        maximum=queue.retry_backoff_max,
-        full_jitter=True,
-    )
+    delay = retry_delay(queue, attempt)
     payload = event.model_dump(mode="json")
     context.tracker.remember(INGEST_TASK, [payload])  # refreshes its age for workers.recovery
     ingest.apply_async(args=[payload], kwargs={"attempt": attempt + 1}, countdown=delay)

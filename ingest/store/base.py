@@ -61,6 +61,10 @@ class VectorStore(Protocol):
         """Delete every point of an item; returns how many were deleted."""
         ...
 
+    def delete_points(self, model_id: str, ids: Sequence[str]) -> int:
+        """Delete these points (reindex reconciliation); returns how many existed."""
+        ...
+
     def update_item_payload(self, model_id: str, item_id: str, metadata: dict[str, Any]) -> int:
         """Merge metadata into every point of an item (no re-embedding); returns how many."""
         ...
@@ -138,7 +142,15 @@ class VectorStore(Protocol):
         ...
 
     def collections(self) -> list[CollectionInfo]:
-        """Every Lookalike collection in this store."""
+        """Every Lookalike collection in this store (``current`` marks the alias's one)."""
+        ...
+
+    def current_model(self) -> str | None:
+        """Model id of the collection the ``<prefix>`` alias points at; None without alias."""
+        ...
+
+    def set_current(self, model_id: str) -> None:
+        """Point the ``<prefix>`` alias at the model's (existing) collection, atomically."""
         ...
 
     def close(self) -> None:

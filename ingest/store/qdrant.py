@@ -260,18 +260,20 @@ class QdrantStore:
         if recorded.fingerprint != model.fingerprint:
             raise CollectionMismatch(
                 f"collection {name!r} was built with {recorded.fingerprint}, not "
-                f"{model.fingerprint}; run `lookalike reindex --to {model.spec.id}` to rebuild "
-                "it with this model, or use another collection prefix"
+                f"{model.fingerprint}: a collection belongs to one model file. Register the new "
+                f"file under a new id (`lookalike models register FILE --id NEW_ID`) and run "
+                f"`lookalike reindex --to NEW_ID`, or use another collection prefix"
             )
         if recorded.dimension != model.spec.dimension:
             raise CollectionMismatch(
                 f"collection {name!r} holds {recorded.dimension}-d vectors but model "
-                f"{model.spec.id} makes {model.spec.dimension}-d ones; run "
-                f"`lookalike reindex --to {model.spec.id}` or use another collection prefix"
+                f"{model.spec.id} makes {model.spec.dimension}-d ones: register the model file "
+                f"under a new id (`lookalike models register FILE --id NEW_ID`) and run "
+                f"`lookalike reindex --to NEW_ID`, or use another collection prefix"
             )
         self._create_missing_indexes(name, set(info.payload_schema))
         self._recorded[name] = recorded
-        return self._info(name, recorded)
+        return self._info(name, recorded, current=self._alias_target() == name)
 
     def _create(self, name: str, model: ModelManifest) -> None:
         metadata = {
@@ -306,13 +308,14 @@ class QdrantStore:
                         name, field, field_schema=models.PayloadSchemaType.KEYWORD, wait=True
                     )
 
-    def _info(self, name: str, recorded: _Recorded) -> CollectionInfo:
+    def _info(self, name: str, recorded: _Recorded, *, current: bool = False) -> CollectionInfo:
         return CollectionInfo(
             name=name,
             model_id=recorded.model_id,
             dimension=recorded.dimension,
             model_fingerprint=recorded.fingerprint,
             points=self.client.count(name, exact=True).count,
+            current=current,
         )
 
     def _existing(self, model_id: str) -> tuple[str, _Recorded]:
@@ -344,8 +347,9 @@ class QdrantStore:
                 raise CollectionMismatch(
                     f"item {point.item_id!r}: vector has {len(point.vector)} dimensions but "
                     f"model {model.spec.id} makes {model.spec.dimension}-d vectors; the model "
-                    f"file and its manifest disagree (rebuild with `lookalike reindex --to "
-                    f"{model.spec.id}`)"
+                    "file and its manifest disagree (register the file under a new id with "
+                    "`lookalike models register FILE --id NEW_ID`, then `lookalike reindex "
+                    "--to NEW_ID`)"
                 )
         name = self._name(model.spec.id)
         if self._recorded.get(name) != _Recorded(
@@ -394,6 +398,17 @@ class QdrantStore:
                 name, points_selector=models.FilterSelector(filter=item_filter), wait=True
             )
         return found
+
+    @_translate_errors
+    def delete_points(self, model_id: str, ids: Sequence[str]) -> int:
+        """Delete these points (reindex reconciliation); returns how many existed."""
+        name, _ = self._existing(model_id)
+        if not ids:
+            return 0
+        found = [r.id for r in self.client.retrieve(name, list(ids), with_payload=False)]
+        if found:
+            self.client.delete(name, points_selector=models.PointIdsList(points=found), wait=True)
+        return len(found)
 
     @_translate_errors
     def update_item_payload(self, model_id: str, item_id: str, metadata: dict[str, Any]) -> int:
@@ -590,6 +605,8 @@ class QdrantStore:
     def collections(self) -> list[CollectionInfo]:
         """Every Lookalike collection in this store (other collections are left out)."""
         infos = []
+        current = self._alias_target()
+        # Aliases are not listed here: only real collections.
         for description in self.client.get_collections().collections:
             name = description.name
             if not name.startswith(f"{self.prefix}__"):
@@ -598,8 +615,51 @@ class QdrantStore:
                 recorded = _recorded(name, self.client.get_collection(name))
             except CollectionMismatch:
                 continue  # our prefix, but not built by Lookalike
-            infos.append(self._info(name, recorded))
+            infos.append(self._info(name, recorded, current=name == current))
         return sorted(infos, key=lambda info: info.name)
+
+    def _alias_target(self) -> str | None:
+        """The collection the ``<prefix>`` alias points at, if the alias exists."""
+        for alias in self.client.get_aliases().aliases:
+            if alias.alias_name == self.prefix:
+                return alias.collection_name
+        return None
+
+    @_translate_errors
+    def current_model(self) -> str | None:
+        """Model id of the collection the ``<prefix>`` alias points at; None without alias."""
+        name = self._alias_target()
+        if name is None:
+            return None
+        recorded = self._recorded.get(name)
+        if recorded is None:
+            try:
+                recorded = _recorded(name, self.client.get_collection(name))
+            except CollectionMismatch:
+                # The alias was pointed elsewhere by hand: not one of ours, so no current model.
+                return None
+            self._recorded[name] = recorded
+        return recorded.model_id
+
+    @_translate_errors
+    def set_current(self, model_id: str) -> None:
+        """Point the ``<prefix>`` alias at the model's (existing) collection, atomically."""
+        name = self._name(model_id)
+        if not self.client.collection_exists(name):
+            raise StoreError(f"no collection for model {model_id!r}; nothing to make current")
+        operations: list[models.AliasOperations] = []
+        # A server refuses to delete an alias that does not exist: delete only the one we saw.
+        if self._alias_target() is not None:
+            operations.append(
+                models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=self.prefix))
+            )
+        operations.append(
+            models.CreateAliasOperation(
+                create_alias=models.CreateAlias(collection_name=name, alias_name=self.prefix)
+            )
+        )
+        # One request: readers see the old collection or the new one, never no alias.
+        self.client.update_collection_aliases(change_aliases_operations=operations)
 
     def close(self) -> None:
         """Release the store (local mode holds a file lock)."""

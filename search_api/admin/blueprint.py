@@ -9,6 +9,7 @@ from pathlib import Path
 
 from flask import Blueprint, g, request
 
+from ingest.runtime import current_model_id
 from search_api.services import Services, current_services
 
 _SEARCH_API = Path(__file__).resolve().parent.parent
@@ -36,11 +37,11 @@ def services() -> Services:
 
 
 def chosen_model(raw: str | None) -> str:
-    """The requested model id, or the default one; remembered for error messages."""
-    settings = services().settings
-    model_id = (raw or "").strip() or settings.default_model
+    """The requested model id, or the current one; remembered for error messages."""
+    svc = services()
+    model_id = (raw or "").strip()
     if not _MODEL_ID.fullmatch(model_id):
-        model_id = settings.default_model
+        model_id = current_model_id(svc.settings, svc.store)
     # search_api.errors reads it to tell "no collection yet" from "unknown model".
     g.model_id = model_id
     return model_id

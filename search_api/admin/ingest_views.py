@@ -10,6 +10,7 @@ from typing import Any
 from flask import abort, flash, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from ingest.runtime import current_model_id
 from schemas.events import EventState
 from search_api.admin.blueprint import back_to, bp, services
 from search_api.admin.cards import item_url
@@ -183,7 +184,7 @@ def _rows(batch: Batch) -> list[BatchRow]:
         for event_id in ids:
             pipe.hexists(key, event_id)
         lettered = pipe.execute()
-    model_id = svc.settings.default_model
+    model_id = current_model_id(svc.settings, svc.store)
     return [
         BatchRow(
             entry=entry,

@@ -11,6 +11,8 @@ from flask import Flask, g
 # flask_wtf ships no type hints; only its CSRF protection is used (forms are plain HTML).
 from flask_wtf.csrf import CSRFProtect  # type: ignore[import-untyped]
 
+from ingest.errors import StoreError
+from ingest.runtime import current_model_id
 from schemas.settings import Settings
 from search_api.admin import (  # noqa: F401  (importing the views registers their routes)
     duplicate_views,
@@ -64,7 +66,11 @@ def _configure_session(app: Flask, settings: Settings) -> None:
 def _random_weight_models() -> list[str]:
     """Installed models in use here whose weights are random (results are meaningless)."""
     services = current_services()
-    in_use = {services.settings.default_model, *services.settings.resolved_enabled_models()}
+    settings = services.settings
+    try:
+        in_use = {current_model_id(settings, services.store), *settings.enabled_models}
+    except StoreError:  # the page itself reports the store; the banner falls back to settings
+        in_use = {settings.default_model, *settings.enabled_models}
     return sorted(
         m.spec.id for m in services.registry.installed() if m.random_weights and m.spec.id in in_use
     )

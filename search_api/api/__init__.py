@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from flask import Flask
 
-from search_api.api import admin, duplicates, health, ingest, search, thumbnails
+from search_api.api import admin, duplicates, health, ingest, reindex, search, thumbnails
 from search_api.api.openapi import spec
 
 
 def register_api(app: Flask) -> None:
     """Add every blueprint and the documentation pages to the app."""
-    for blueprint in (health.bp, search.bp, thumbnails.bp, duplicates.bp, ingest.bp, admin.bp):
+    for blueprint in (
+        health.bp,
+        search.bp,
+        thumbnails.bp,
+        duplicates.bp,
+        ingest.bp,
+        admin.bp,
+        reindex.bp,
+    ):
         app.register_blueprint(blueprint)
     spec.register(app)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint
 
+from ingest.runtime import current_model_id, enabled_model_ids
 from schemas.api import (
     CollectionList,
     DeadLetterList,
@@ -26,7 +27,8 @@ def collections() -> CollectionList:
     """Every collection: model, dimension, fingerprint and number of points."""
     services = current_services()
     return CollectionList(
-        default_model=services.settings.default_model, collections=services.store.collections()
+        default_model=current_model_id(services.settings, services.store),
+        collections=services.store.collections(),
     )
 
 
@@ -37,7 +39,8 @@ def models() -> ModelList:
     services = current_services()
     settings = services.settings
     by_model = {info.model_id: info for info in services.store.collections()}
-    enabled = set(settings.resolved_enabled_models())
+    current = current_model_id(settings, services.store)
+    enabled = set(enabled_model_ids(settings, services.store))
     return ModelList(
         models=[
             ModelInfo(
@@ -45,7 +48,7 @@ def models() -> ModelList:
                 dimension=manifest.spec.dimension,
                 fingerprint=manifest.fingerprint,
                 random_weights=manifest.random_weights,
-                default=manifest.spec.id == settings.default_model,
+                default=manifest.spec.id == current,
                 enabled=manifest.spec.id in enabled,
                 duplicate_threshold=manifest.spec.duplicate_threshold,
                 collection=by_model.get(manifest.spec.id),

@@ -7,6 +7,7 @@ from typing import Any
 from flask import g
 
 from ingest.errors import InvalidImage, InvalidImageReason
+from ingest.runtime import current_model_id
 from search_api.errors import ApiError, image_error, invalid_field
 from search_api.metrics import current_metrics
 from search_api.queries import embed_query_image
@@ -14,8 +15,12 @@ from search_api.services import Services, current_services
 
 
 def model_for(requested: str | None) -> str:
-    """The requested model id, or the default one; remembered for error reporting."""
-    model_id = requested or current_services().settings.default_model
+    """The requested model id, or the current one; remembered for error reporting."""
+    if requested:
+        model_id = requested
+    else:
+        services = current_services()
+        model_id = current_model_id(services.settings, services.store)
     g.model_id = model_id
     return model_id
 

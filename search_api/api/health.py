@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from ingest.errors import LookalikeError
+from ingest.runtime import current_model_id
 from schemas.api import Check, Health, Readiness
 from search_api.api.openapi import API_PREFIX, endpoint, spec
 from search_api.errors import ApiError
@@ -39,7 +40,10 @@ def _check_store(services: Services) -> Check:
 
 
 def _check_model(services: Services) -> Check:
-    model_id = services.settings.default_model
+    try:
+        model_id = current_model_id(services.settings, services.store)
+    except LookalikeError:
+        model_id = services.settings.default_model  # the store check reports the store
     try:
         runtime = services.runtime(model_id)
     except LookalikeError as error:

@@ -182,7 +182,7 @@ def test_local_mode_index_warning_is_not_shown(
 def test_other_model_file_is_refused(store: QdrantStore) -> None:
     store.upsert(manifest(), catalog(3))
     other = manifest(sha="cd" * 32)
-    with pytest.raises(CollectionMismatch, match="reindex --to test-model") as caught:
+    with pytest.raises(CollectionMismatch, match="reindex --to NEW_ID") as caught:
         store.upsert(other, catalog(1))
     assert manifest().fingerprint in str(caught.value)
     assert other.fingerprint in str(caught.value)
@@ -482,6 +482,7 @@ def test_collections_lists_only_lookalike_collections(filled: QdrantStore) -> No
         "dimension": DIM,
         "model_fingerprint": manifest().fingerprint,
         "points": 200,
+        "current": False,
     }
     assert [(c.name, c.points) for c in other.collections()] == [("staging__test-model", 2)]
     with pytest.raises(CollectionMismatch, match="not created by Lookalike"):

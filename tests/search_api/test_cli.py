@@ -450,7 +450,7 @@ def test_ingest_refuses_a_collection_built_by_another_model_file(
     assert f"collection 'lookalike__{TEST_MODEL_ID}' was built with {fingerprint_before}" in (
         result.stderr
     )
-    assert f"lookalike reindex --to {TEST_MODEL_ID}" in result.stderr
+    assert "lookalike reindex --to NEW_ID" in result.stderr
     assert point_count(settings) == 3
 
 
