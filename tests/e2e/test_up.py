@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from tests.support import FIXTURES, TEST_MODEL_ID
+from workers.embedded_redis import PID_FILE
 
 START_TIMEOUT = 180.0  # builds and ingests the sample catalog on a shared 2-core machine
 STOP_TIMEOUT = 60.0
@@ -104,6 +106,11 @@ def start_up(up_env: dict[str, str]) -> Iterator[Any]:
         if process.popen.poll() is None:
             process.popen.kill()
             process.popen.wait(10)
+    # A killed `up` cannot stop the Redis it started (a clean stop does): end it here.
+    pid_file = Path(up_env["LOOKALIKE_DATA_DIR"]) / "redis" / PID_FILE
+    if pid_file.is_file():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
 
 
 def _post_json(url: str, body: dict[str, Any]) -> Any:
