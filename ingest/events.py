@@ -8,6 +8,7 @@ host being unreachable).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -58,12 +59,18 @@ class EventResult:
 RuntimeLoader = Callable[[str], ModelRuntime]
 
 
+# An upload in play: the event, its image bytes, the models it goes to.
+_Live = tuple[UploadEvent, bytes, list[str]]
+# Decoded images per event id, one per preprocessing recipe.
+_Prepared = dict[str, dict[Preprocessing, PreparedImage]]
+
+
 @dataclass
 class _Batch:
     """Upload events still in play, with their image bytes and target models."""
 
     results: dict[str, EventResult] = field(default_factory=dict)
-    live: list[tuple[UploadEvent, bytes, list[str]]] = field(default_factory=list)
+    live: list[_Live] = field(default_factory=list)
 
     def settle(self, event: UploadEvent, outcome: Outcome, reason: str, message: str) -> None:
         self.results[event.event_id] = EventResult(
@@ -113,8 +120,7 @@ class EventHandler:
         for event in events:
             self._fetch(event, batch, event.models or defaults)
         runtimes = self._runtimes(batch)
-        prepared = self._prepare(batch, {runtime.preprocessing for runtime in runtimes.values()})
-        self._store(batch, runtimes, prepared)
+        self._prepare_and_store(batch, runtimes)
         for event, _, _ in batch.live:
             batch.results.setdefault(
                 event.event_id, EventResult(event.event_id, event.item_id, Outcome.DONE)
@@ -150,17 +156,44 @@ class EventHandler:
         batch.live = still_live
         return runtimes
 
+    def _prepare_and_store(self, batch: _Batch, runtimes: dict[str, ModelRuntime]) -> None:
+        """Decode the next slice of images while the current one is embedded and stored.
+
+        Pillow releases the GIL while it decodes and ONNX Runtime while it runs, so on a
+        small machine the overlap hides most of the decoding (as in bulk ingestion). Slices
+        are one inference batch: the embedder runs that many images at a time anyway.
+        """
+        recipes = {runtime.preprocessing for runtime in runtimes.values()}
+        size = self.settings.inference_batch
+        slices = [batch.live[i : i + size] for i in range(0, len(batch.live), size)]
+        if not slices:
+            return
+        kept: list[_Live] = []
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as decoder:
+            upcoming = decoder.submit(self._prepare, slices[0], recipes)
+            for index, live in enumerate(slices):
+                prepared, failures = upcoming.result()
+                if index + 1 < len(slices):
+                    upcoming = decoder.submit(self._prepare, slices[index + 1], recipes)
+                for event, error in failures:
+                    batch.settle(event, Outcome.FAILED, error.reason.value, error.message)
+                decoded = [entry for entry in live if entry[0].event_id in prepared]
+                self._store(batch, runtimes, decoded, prepared)
+                kept += decoded
+        batch.live = kept
+
     def _prepare(
-        self, batch: _Batch, recipes: set[Preprocessing]
-    ) -> dict[str, dict[Preprocessing, PreparedImage]]:
-        """Decode each image once (and thumbnail it); bad images fail their event.
+        self, live: Sequence[_Live], recipes: set[Preprocessing]
+    ) -> tuple[_Prepared, list[tuple[UploadEvent, InvalidImage]]]:
+        """Decode each image once (and thumbnail it); bad images are returned with the error.
 
         A thumbnail that cannot be written does not fail the event: its points are stored
         without a ``thumbnail_key`` (logged), since the embedding is what the event is for.
+        Runs in the decoding thread: it only reads the batch, the caller settles it.
         """
-        prepared: dict[str, dict[Preprocessing, PreparedImage]] = {}
-        still_live = []
-        for event, data, models in batch.live:
+        prepared: _Prepared = {}
+        failures: list[tuple[UploadEvent, InvalidImage]] = []
+        for event, data, _models in live:
             job = ImageJob(event.item_id, event.image_uri, dict(event.metadata))
             try:
                 images = prepare_images(
@@ -171,23 +204,22 @@ class EventHandler:
                     thumbnail_size=self.settings.thumbnail_size,
                 )
             except InvalidImage as error:
-                batch.settle(event, Outcome.FAILED, error.reason.value, error.message)
+                failures.append((event, error))
             else:
                 prepared[event.event_id] = store_thumbnail(self.thumbnails, images)
-                still_live.append((event, data, models))
-        batch.live = still_live
-        return prepared
+        return prepared, failures
 
     def _store(
         self,
         batch: _Batch,
         runtimes: dict[str, ModelRuntime],
-        prepared: dict[str, dict[Preprocessing, PreparedImage]],
+        live: Sequence[_Live],
+        prepared: _Prepared,
     ) -> None:
         for model_id, runtime in sorted(runtimes.items()):
             events = [
                 event
-                for event, _, models in batch.live
+                for event, _, models in live
                 if model_id in models and event.event_id not in batch.results
             ]
             images = [prepared[event.event_id][runtime.preprocessing] for event in events]
