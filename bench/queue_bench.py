@@ -16,10 +16,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from bench.ingest_bench import MODEL_ID, ensure_model, make_photos
 from ingest.bulk import BulkIngestor, folder_sources, upload_events
 from ingest.runtime import load_runtime, open_store
 from ingest.sources import BlobStore
+from ingest.thumbnails import ThumbnailStore
 from ingest.tracking import EventTracker
 from schemas.events import EventStatus, UploadEvent
 from schemas.settings import Settings
@@ -87,11 +90,19 @@ def main() -> None:
 def measure_in_process(settings: Settings, folder: Path) -> float:
     """`lookalike ingest FOLDER` without the queue, on the embedded store."""
     runtime = load_runtime(settings, MODEL_ID)
+    # Warmed like the worker (which embeds a warm-up batch first): ONNX Runtime's first runs
+    # are slower, and a cold in-process side would flatter the queue.
+    size = runtime.preprocessing.input_size
+    runtime.embedder.embed(np.zeros((4, 3, size, size), dtype=np.float32))
     store = open_store(settings)
     try:
         sources = folder_sources(folder)
         started = time.perf_counter()
-        BulkIngestor(store, [runtime], settings.images).run(sources, progress=False)
+        # Thumbnails as `lookalike ingest` and the workers make them: the same work on both sides.
+        thumbnails = ThumbnailStore(settings.resolved_thumbnail_dir())
+        BulkIngestor(store, [runtime], settings.images, thumbnails=thumbnails).run(
+            sources, progress=False
+        )
         return len(sources) / (time.perf_counter() - started)
     finally:
         store.close()
