@@ -60,6 +60,7 @@ bench: install-all ## Throughput and latency: ingest vs seed 001, queue vs in-pr
 	$(BIN)/python -m bench.ingest_bench
 	$(BIN)/python -m bench.queue_bench
 	$(BIN)/python -m bench.api_bench
+	$(BIN)/python -m bench.reindex_bench
 
 test-model: install-all ## Re-export the committed random-weight test model
 	rm -rf tests/fixtures/models/dinov2-vits14-tiny-random
