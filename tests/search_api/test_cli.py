@@ -287,6 +287,30 @@ def test_ingest_trial_run_with_limit_then_everything(
     assert point_count(settings) == 8
 
 
+def test_ingest_after_a_reindex_goes_to_the_alias_model(
+    env: Env, settings: Settings, tmp_path: Path
+) -> None:
+    # The alias names the current model once a reindex switched it; local ingestion follows
+    # it as the workers do, or new images would land in the collection searches left.
+    ModelRegistry(settings.models_dir).register(
+        TEST_MODEL_DIR / "model.onnx", "tiny-next", random_weights=True
+    )
+    write_picture(tmp_path / "first" / "a.jpg", 0)
+    invoke(env, "ingest", tmp_path / "first", "--no-progress", "--model", "tiny-next")
+    store = QdrantStore.from_settings(settings)
+    try:
+        store.set_current("tiny-next")
+    finally:
+        store.close()
+    write_picture(tmp_path / "later" / "b.jpg", 1)
+
+    result = invoke(env, "ingest", tmp_path / "later", "--no-progress")
+
+    assert result.exit_code == 0, result.output
+    assert point_count(settings, "tiny-next") == 2
+    assert point_count(settings, TEST_MODEL_ID) == 0
+
+
 def test_ingest_limit_must_be_positive(env: Env, tmp_path: Path) -> None:
     result = invoke(env, "ingest", tmp_path, "--limit", "0")
     assert_clean_failure(result, exit_code=2)
