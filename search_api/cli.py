@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
@@ -23,13 +23,7 @@ from schemas.points import (
 from schemas.settings import Settings
 from search_api.cli_common import friendly_errors, settings_of
 
-F = TypeVar("F", bound=Callable[..., Any])
-
 _FILTER = re.compile(r"^(?P<key>[A-Za-z_][\w.-]*)\s*(?P<op><=|>=|<|>|=)\s*(?P<value>.*)$")
-
-
-_friendly_errors = friendly_errors
-_settings = settings_of
 
 
 def _warn_if_random(manifest: ModelManifest) -> None:
@@ -68,7 +62,7 @@ def models_list(ctx: click.Context) -> None:
     """Known and installed models, with dimension and fingerprint."""
     from ingest.registry import KNOWN_MODELS, ModelRegistry
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     installed = {
         manifest.spec.id: manifest for manifest in ModelRegistry(settings.models_dir).installed()
     }
@@ -116,7 +110,7 @@ def _current_model_or_none(settings: Settings) -> str | None:
 @click.option("--sha256", "sha256", help="Expected sha256 of the file.")
 @click.option("--allow-unverified", is_flag=True, help="Trust the file on first use.")
 @click.pass_context
-@_friendly_errors
+@friendly_errors
 def models_fetch(
     ctx: click.Context, model_id: str, url: str | None, sha256: str | None, allow_unverified: bool
 ) -> None:
@@ -125,7 +119,7 @@ def models_fetch(
     from ingest.fetch import download_file
     from ingest.registry import ModelRegistry
 
-    registry = ModelRegistry(_settings(ctx).models_dir)
+    registry = ModelRegistry(settings_of(ctx).models_dir)
     spec = registry.spec(model_id)
     source = url or spec.onnx_url
     if source is None:
@@ -154,7 +148,7 @@ def models_fetch(
 @click.option("--tiny", is_flag=True, help="Small random model of the same architecture.")
 @click.option("--as", "install_as", help="Install under this id (default: derived).")
 @click.pass_context
-@_friendly_errors
+@friendly_errors
 def models_export(
     ctx: click.Context, model_id: str, random_init: bool, tiny: bool, install_as: str | None
 ) -> None:
@@ -165,7 +159,7 @@ def models_export(
 
     if tiny and not random_init:
         raise ModelError("--tiny makes a new architecture size: it needs --random-init")
-    registry = ModelRegistry(_settings(ctx).models_dir)
+    registry = ModelRegistry(settings_of(ctx).models_dir)
     spec = registry.spec(model_id)
     target_id = install_as or (f"{model_id}-tiny-random" if tiny else model_id)
     spec = spec.model_copy(update={"id": target_id})
@@ -195,7 +189,7 @@ def models_export(
 )
 @click.option("--random-weights", is_flag=True, help="Mark the model as random weights.")
 @click.pass_context
-@_friendly_errors
+@friendly_errors
 def models_register(
     ctx: click.Context,
     onnx_file: Path,
@@ -210,7 +204,7 @@ def models_register(
     from ingest.registry import ModelRegistry
 
     size = input_size or inspect_onnx(onnx_file).input_size or 224
-    manifest = ModelRegistry(_settings(ctx).models_dir).register(
+    manifest = ModelRegistry(settings_of(ctx).models_dir).register(
         onnx_file,
         model_id,
         family=ModelFamily(family),
@@ -248,7 +242,7 @@ def models_register(
 )
 @click.option("--wait/--no-wait", default=True, help="With --queue: follow the workers until done.")
 @click.pass_context
-@_friendly_errors
+@friendly_errors
 def ingest(
     ctx: click.Context,
     folder: Path | None,
@@ -272,7 +266,7 @@ def ingest(
     from ingest.runtime import enabled_model_ids, load_runtime, open_store
     from ingest.thumbnails import ThumbnailStore
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     if (folder is None) == (catalog is None):
         raise click.UsageError("give either a FOLDER or --catalog CSV (with --images DIR)")
     if catalog is not None:
@@ -337,24 +331,24 @@ def _ingest_through_queue(
 @click.option("--concurrency", type=click.IntRange(min=1), help="Worker processes.")
 @click.option("--loglevel", default="info", show_default=True)
 @click.pass_context
-@_friendly_errors
+@friendly_errors
 def worker(ctx: click.Context, concurrency: int | None, loglevel: str) -> None:
     """Run a Celery worker that embeds queued uploads (Ctrl-C stops it cleanly)."""
     from search_api.cli_queue import run_worker
 
-    run_worker(_settings(ctx), concurrency, loglevel)
+    run_worker(settings_of(ctx), concurrency, loglevel)
 
 
 @cli.command()
 @click.argument("event_ids", nargs=-1, required=True)
 @click.pass_context
-@_friendly_errors
+@friendly_errors
 def status(ctx: click.Context, event_ids: Sequence[str]) -> None:
     """Status of queued events: queued, done, or failed with its reason."""
     from search_api.cli_queue import celery_for, print_statuses
     from workers.publisher import Publisher
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     with celery_for(settings) as celery:
         print_statuses(Publisher.connect(celery, settings.collection_prefix).tracker, event_ids)
 
@@ -367,13 +361,13 @@ def deadletters() -> None:
 @deadletters.command("list")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-@_friendly_errors
+@friendly_errors
 def deadletters_list(ctx: click.Context, as_json: bool) -> None:
     """Every dead letter with its reason, oldest first."""
     from search_api.cli_queue import celery_for
     from workers.publisher import Publisher
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     with celery_for(settings) as celery:
         letters = Publisher.connect(celery, settings.collection_prefix).tracker.dead_letters()
     if as_json:
@@ -396,7 +390,7 @@ def deadletters_list(ctx: click.Context, as_json: bool) -> None:
 @click.argument("event_ids", nargs=-1)
 @click.option("--all", "retry_all", is_flag=True, help="Re-queue every dead letter.")
 @click.pass_context
-@_friendly_errors
+@friendly_errors
 def deadletters_retry(ctx: click.Context, event_ids: Sequence[str], retry_all: bool) -> None:
     """Re-queue dead letters as they were (after fixing what made them fail)."""
     from search_api.cli_queue import celery_for
@@ -404,7 +398,7 @@ def deadletters_retry(ctx: click.Context, event_ids: Sequence[str], retry_all: b
 
     if not event_ids and not retry_all:
         raise click.UsageError("give EVENT_IDS or --all")
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     with celery_for(settings) as celery:
         publisher = Publisher.connect(celery, settings.collection_prefix)
         targets = list(event_ids) or [i for i, _ in publisher.tracker.dead_letters()]
@@ -418,13 +412,13 @@ def deadletters_retry(ctx: click.Context, event_ids: Sequence[str], retry_all: b
 @deadletters.command("purge")
 @click.confirmation_option(prompt="Drop every dead letter?")
 @click.pass_context
-@_friendly_errors
+@friendly_errors
 def deadletters_purge(ctx: click.Context) -> None:
     """Drop every dead letter."""
     from search_api.cli_queue import celery_for
     from workers.publisher import Publisher
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     with celery_for(settings) as celery:
         dropped = Publisher.connect(celery, settings.collection_prefix).tracker.purge_dead_letters()
     click.echo(f"purged {dropped} dead letter(s)")
@@ -432,7 +426,7 @@ def deadletters_purge(ctx: click.Context) -> None:
 
 @cli.command("sample-catalog")
 @click.argument("target", type=click.Path(file_okay=False, path_type=Path))
-@_friendly_errors
+@friendly_errors
 def sample_catalog(target: Path) -> None:
     """Write a sample catalog (photos, near-duplicates, items.csv) to TARGET (`demo` extra)."""
     from ingest.samples import build_sample_catalog
@@ -498,7 +492,7 @@ def _print_hits(hits: Sequence[ScoredPoint], as_json: bool, shown_fields: Sequen
 @click.option("--threshold", type=float, help="Only results scoring at least this.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 @click.pass_context
-@_friendly_errors
+@friendly_errors
 def search(
     ctx: click.Context,
     image_path: Path | None,
@@ -519,7 +513,7 @@ def search(
 
     if (image_path is None) == (item_id is None):
         raise click.UsageError("give either --image FILE or --item ID")
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     filter_ = parse_filters(filters)
     store = open_store(settings)
     try:
@@ -543,12 +537,12 @@ def search(
 
 @cli.command()
 @click.pass_context
-@_friendly_errors
+@friendly_errors
 def collections(ctx: click.Context) -> None:
     """Collections in the store: model, dimension, points, current or not, fingerprint."""
     from ingest.runtime import open_store
 
-    store = open_store(_settings(ctx))
+    store = open_store(settings_of(ctx))
     try:
         infos = store.collections()
     finally:
@@ -572,12 +566,12 @@ def collections(ctx: click.Context) -> None:
 @click.option("--threads", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn.")
 @click.pass_context
-@_friendly_errors
+@friendly_errors
 def api(ctx: click.Context, bind: str, workers: int, threads: int, dev: bool) -> None:
     """Serve the HTTP API (/api/v1, /healthz, /readyz, /metrics) with gunicorn."""
     from search_api.server import check_workers, serve
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     try:
         check_workers(settings, workers)
     except ValueError as error:
@@ -592,7 +586,8 @@ def api(ctx: click.Context, bind: str, workers: int, threads: int, dev: bool) ->
 
 
 def _register_commands() -> None:
-    # Commands kept in their own modules; they import this module's helpers.
+    # Commands kept in their own modules (they share cli_common's helpers, not this module,
+    # which may be running as __main__ under `python -m search_api.cli`).
     from search_api.cli_reindex import reindex
     from search_api.cli_stack import up
 

@@ -13,11 +13,11 @@ from ingest.errors import LookalikeError
 from schemas.models import ModelManifest
 from search_api.cli_common import friendly_errors, settings_of
 from search_api.stack import (
-    SAMPLE_DIR_NAME,
     SHOWCASE_ITEM,
     EmbeddedStack,
     load_sample_catalog,
     running_stack,
+    sample_queries,
     stored_points,
 )
 
@@ -46,12 +46,12 @@ def _random_weights_warning(manifest: ModelManifest) -> None:
 
 def _showcase(stack: EmbeddedStack, model_id: str) -> None:
     """One search on the sample catalog, so the first screen shows that search works."""
-    from search_api.queries import item_point_id
+    from schemas.queries import SimilarityQuery
+    from search_api.queries import run_query
 
+    query = SimilarityQuery(model_id=model_id, item_id=SHOWCASE_ITEM, limit=5)
     try:
-        hits = stack.store.query(
-            model_id, point_id=item_point_id(stack.store, model_id, SHOWCASE_ITEM), limit=5
-        )
+        hits = run_query(stack.settings, stack.store, query)
     except LookalikeError:
         return  # a catalog without the showcase item: nothing to show, nothing wrong
     click.echo(f"items that look like {SHOWCASE_ITEM!r}:")
@@ -62,7 +62,7 @@ def _showcase(stack: EmbeddedStack, model_id: str) -> None:
 def _banner(stack: EmbeddedStack, model_id: str) -> None:
     url = stack.url
     item = SHOWCASE_ITEM
-    queries = stack.settings.data_dir / SAMPLE_DIR_NAME / "queries"
+    queries = sample_queries(stack.settings.data_dir)
     keys = "" if stack.services and stack.services.keys.open else ' -H "X-API-Key: $KEY"'
     click.secho(f"\nLookalike is up on {url}  (model {model_id})", fg="green", bold=True)
     click.echo(f"  admin page   {url}/admin")

@@ -179,6 +179,6 @@ def load_sample_catalog(stack: EmbeddedStack, *, progress: bool) -> int:
     return len(event_ids)
 
 
-def sample_queries(target: Path) -> Path:
+def sample_queries(data_dir: Path) -> Path:
     """Held-out query images of the sample catalog (not in the catalog themselves)."""
-    return target / SAMPLE_DIR_NAME / "queries"
+    return data_dir / SAMPLE_DIR_NAME / "queries"

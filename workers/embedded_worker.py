@@ -74,11 +74,6 @@ class EmbeddedWorker:
         """Whether the worker thread still runs."""
         return self._thread.is_alive()
 
-    @property
-    def failure(self) -> BaseException | None:
-        """What stopped the worker, if it stopped on its own."""
-        return self._failure
-
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """Finish the batch in hand, then stop consuming (unacknowledged messages stay queued)."""
         # What Celery's own warm-shutdown signal handler does: set the flag its event loop

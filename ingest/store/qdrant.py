@@ -321,13 +321,17 @@ class QdrantStore:
     def _existing(self, model_id: str) -> tuple[str, _Recorded]:
         """The model's collection name and record; a ``StoreError`` if it was never created."""
         name = self._name(model_id)
+        if name not in self._recorded and not self.client.collection_exists(name):
+            raise StoreError(f"no collection for model {model_id!r}; ingest some images first")
+        return name, self._record_of(name)
+
+    def _record_of(self, name: str) -> _Recorded:
+        """An existing collection's record, read once (``CollectionMismatch`` if not ours)."""
         recorded = self._recorded.get(name)
         if recorded is None:
-            if not self.client.collection_exists(name):
-                raise StoreError(f"no collection for model {model_id!r}; ingest some images first")
             recorded = _recorded(name, self.client.get_collection(name))
             self._recorded[name] = recorded
-        return name, recorded
+        return recorded
 
     @_translate_errors
     def drop_collection(self, model_id: str) -> bool:
@@ -631,15 +635,11 @@ class QdrantStore:
         name = self._alias_target()
         if name is None:
             return None
-        recorded = self._recorded.get(name)
-        if recorded is None:
-            try:
-                recorded = _recorded(name, self.client.get_collection(name))
-            except CollectionMismatch:
-                # The alias was pointed elsewhere by hand: not one of ours, so no current model.
-                return None
-            self._recorded[name] = recorded
-        return recorded.model_id
+        try:
+            return self._record_of(name).model_id
+        except CollectionMismatch:
+            # The alias was pointed elsewhere by hand: not one of ours, so no current model.
+            return None
 
     @_translate_errors
     def set_current(self, model_id: str) -> None:

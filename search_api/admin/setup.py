@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from typing import Any
@@ -11,7 +12,7 @@ from flask import Flask, g
 # flask_wtf ships no type hints; only its CSRF protection is used (forms are plain HTML).
 from flask_wtf.csrf import CSRFProtect  # type: ignore[import-untyped]
 
-from ingest.errors import StoreError
+from ingest.errors import ModelError, StoreError
 from ingest.runtime import current_model_id
 from schemas.settings import Settings
 from search_api.admin import (  # noqa: F401  (importing the views registers their routes)
@@ -71,9 +72,12 @@ def _random_weight_models() -> list[str]:
         in_use = {current_model_id(settings, services.store), *settings.enabled_models}
     except StoreError:  # the page itself reports the store; the banner falls back to settings
         in_use = {settings.default_model, *settings.enabled_models}
-    return sorted(
-        m.spec.id for m in services.registry.installed() if m.random_weights and m.spec.id in in_use
-    )
+    flagged = []
+    for model_id in sorted(in_use):
+        with contextlib.suppress(ModelError):  # not installed: the pages say so themselves
+            if services.registry.manifest(model_id).random_weights:
+                flagged.append(model_id)
+    return flagged
 
 
 def _context() -> dict[str, Any]:
