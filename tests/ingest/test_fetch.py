@@ -6,17 +6,16 @@ import hashlib
 import os
 import re
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 from ingest.errors import ChecksumMismatch, DownloadFailed, ModelError
 from ingest.fetch import download_file
+from tests.http_support import QuietHandler, ServerState, clear_proxies, serving
 
 # Bigger than the 1 MiB read size, so hashing and writing across chunks is exercised.
 MODEL = bytes(range(256)) * (12 * 1024)  # 3 MiB
@@ -24,6 +23,7 @@ SMALL = b"a tiny onnx stand-in\n"
 CHUNKED = b"streamed without a length " * 10_000
 PAYLOADS = {"/model.onnx": MODEL, "/small.bin": SMALL}
 SLOW_WAIT_SECONDS = 10.0
+OCTET_STREAM = "application/octet-stream"
 
 
 def sha(data: bytes) -> str:
@@ -31,62 +31,34 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@dataclass
-class Server:
-    """A running local server, the paths it was asked for, and a latch for the slow endpoint."""
-
-    base: str
-    port: int
-    requests: list[str] = field(default_factory=list)
-    release: threading.Event = field(default_factory=threading.Event)
-
-    def url(self, path: str) -> str:
-        """Return the absolute URL of `path` on this server."""
-        return f"{self.base}{path}"
-
-
-def make_handler(server: Server) -> type[BaseHTTPRequestHandler]:
+def make_handler(server: ServerState) -> type[BaseHTTPRequestHandler]:
     """Build a request handler class bound to `server`'s state."""
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # needed for a chunked response
-
-        def log_message(self, format: str, *args: object) -> None:
-            """Keep test output quiet."""
-
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             """Serve the fixed routes."""
             server.requests.append(self.path)
             if self.path in PAYLOADS:
-                self._send(PAYLOADS[self.path])
+                self.send_body(PAYLOADS[self.path], content_type=OCTET_STREAM)
             elif self.path == "/chunked":
-                self._send_chunked(CHUNKED)
+                self.send_chunked(CHUNKED, 64 * 1024)
             elif self.path == "/truncated":
-                self._send(SMALL, announced=len(SMALL) + 100)
+                self.send_body(SMALL, announced=len(SMALL) + 100, content_type=OCTET_STREAM)
             elif self.path == "/redirect-ok":
-                self._redirect(server.url("/small.bin"))
+                self.redirect(server.url("/small.bin"))
             elif self.path == "/redirect-ftp":
-                self._redirect(f"ftp://127.0.0.1:{server.port}/small.bin")
+                self.redirect(f"ftp://127.0.0.1:{server.port}/small.bin")
             elif self.path == "/slow":
                 server.release.wait(SLOW_WAIT_SECONDS)
-                self._send(SMALL)
+                self.send_body(SMALL, content_type=OCTET_STREAM)
             elif self.path == "/stall":
                 self._send_then_stall(SMALL)
             elif self.path == "/huge":
-                self._send(SMALL, announced=100 * 1024**3)
+                self.send_body(SMALL, announced=100 * 1024**3, content_type=OCTET_STREAM)
             elif self.path == "/broken":
                 self.send_error(500, "exploded")
             else:
                 self.send_error(404)
-
-        def _send(self, body: bytes, announced: int | None = None) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(len(body) if announced is None else announced))
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(body)
-            self.close_connection = True
 
         def _send_then_stall(self, body: bytes) -> None:
             # Headers and half the body arrive, then nothing: a read times out mid-body.
@@ -99,61 +71,21 @@ def make_handler(server: Server) -> type[BaseHTTPRequestHandler]:
             server.release.wait(SLOW_WAIT_SECONDS)
             self.close_connection = True
 
-        def _send_chunked(self, body: bytes) -> None:
-            self.send_response(200)
-            self.send_header("Transfer-Encoding", "chunked")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            step = 64 * 1024
-            for start in range(0, len(body), step):
-                piece = body[start : start + step]
-                self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
-            self.wfile.write(b"0\r\n\r\n")
-            self.close_connection = True
-
-        def _redirect(self, location: str) -> None:
-            self.send_response(302)
-            self.send_header("Location", location)
-            self.send_header("Content-Length", "0")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.close_connection = True
-
     return Handler
 
 
 @pytest.fixture
-def server() -> Iterator[Server]:
+def server() -> Iterator[ServerState]:
     """Run a ThreadingHTTPServer on 127.0.0.1 (free port) for the duration of a test."""
-    state = Server(base="", port=0)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(state))
-    state.port = httpd.server_address[1]
-    state.base = f"http://127.0.0.1:{state.port}"
-    thread = threading.Thread(
-        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    try:
+    state = ServerState()
+    with serving(make_handler(state), state):
         yield state
-    finally:
-        state.release.set()  # let a parked /slow handler finish
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
 
 
 @pytest.fixture(autouse=True)
 def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make sure requests to 127.0.0.1 go straight to the test server, not a proxy."""
-    for name in (
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-    ):
-        monkeypatch.delenv(name, raising=False)
+    clear_proxies(monkeypatch)
 
 
 def listing(directory: Path) -> list[str]:
@@ -169,7 +101,7 @@ def free_port() -> int:
     return port
 
 
-def test_downloads_file_and_returns_its_sha256(server: Server, tmp_path: Path) -> None:
+def test_downloads_file_and_returns_its_sha256(server: ServerState, tmp_path: Path) -> None:
     destination = tmp_path / "models" / "nested" / "model.onnx"
 
     digest = download_file(
@@ -182,7 +114,7 @@ def test_downloads_file_and_returns_its_sha256(server: Server, tmp_path: Path) -
     assert server.requests == ["/model.onnx"]
 
 
-def test_progress_bar_enabled_still_downloads(server: Server, tmp_path: Path) -> None:
+def test_progress_bar_enabled_still_downloads(server: ServerState, tmp_path: Path) -> None:
     destination = tmp_path / "small.bin"
 
     digest = download_file(server.url("/small.bin"), destination, expected_sha256=sha(SMALL))
@@ -191,7 +123,7 @@ def test_progress_bar_enabled_still_downloads(server: Server, tmp_path: Path) ->
     assert destination.read_bytes() == SMALL
 
 
-def test_uppercase_checksum_is_accepted(server: Server, tmp_path: Path) -> None:
+def test_uppercase_checksum_is_accepted(server: ServerState, tmp_path: Path) -> None:
     destination = tmp_path / "small.bin"
 
     digest = download_file(
@@ -205,7 +137,7 @@ def test_uppercase_checksum_is_accepted(server: Server, tmp_path: Path) -> None:
     assert destination.read_bytes() == SMALL
 
 
-def test_chunked_body_without_content_length(server: Server, tmp_path: Path) -> None:
+def test_chunked_body_without_content_length(server: ServerState, tmp_path: Path) -> None:
     destination = tmp_path / "chunked.onnx"
 
     digest = download_file(
@@ -216,7 +148,7 @@ def test_chunked_body_without_content_length(server: Server, tmp_path: Path) -> 
     assert destination.read_bytes() == CHUNKED
 
 
-def test_follows_http_redirect(server: Server, tmp_path: Path) -> None:
+def test_follows_http_redirect(server: ServerState, tmp_path: Path) -> None:
     destination = tmp_path / "small.bin"
 
     download_file(
@@ -227,7 +159,7 @@ def test_follows_http_redirect(server: Server, tmp_path: Path) -> None:
     assert server.requests == ["/redirect-ok", "/small.bin"]
 
 
-def test_wrong_checksum_raises_and_leaves_nothing(server: Server, tmp_path: Path) -> None:
+def test_wrong_checksum_raises_and_leaves_nothing(server: ServerState, tmp_path: Path) -> None:
     destination = tmp_path / "small.bin"
     wrong = "0" * 64
 
@@ -251,7 +183,7 @@ def test_wrong_checksum_raises_and_leaves_nothing(server: Server, tmp_path: Path
     ids=["checksum-mismatch", "http-404", "http-500", "over-max-bytes"],
 )
 def test_failed_download_keeps_existing_destination(
-    server: Server, tmp_path: Path, path: str, expected: str, error: type[Exception]
+    server: ServerState, tmp_path: Path, path: str, expected: str, error: type[Exception]
 ) -> None:
     destination = tmp_path / "model.onnx"
     destination.write_bytes(b"the good model we already had")
@@ -269,7 +201,9 @@ def test_failed_download_keeps_existing_destination(
     assert listing(tmp_path) == ["model.onnx"]
 
 
-def test_missing_checksum_is_refused_before_any_request(server: Server, tmp_path: Path) -> None:
+def test_missing_checksum_is_refused_before_any_request(
+    server: ServerState, tmp_path: Path
+) -> None:
     destination = tmp_path / "sub" / "small.bin"
 
     with pytest.raises(ModelError, match="no published checksum known for this file") as excinfo:
@@ -281,7 +215,9 @@ def test_missing_checksum_is_refused_before_any_request(server: Server, tmp_path
     assert listing(tmp_path) == []
 
 
-def test_malformed_checksum_is_refused_before_any_request(server: Server, tmp_path: Path) -> None:
+def test_malformed_checksum_is_refused_before_any_request(
+    server: ServerState, tmp_path: Path
+) -> None:
     with pytest.raises(ModelError, match="64 hex digits"):
         download_file(
             server.url("/small.bin"),
@@ -293,7 +229,7 @@ def test_malformed_checksum_is_refused_before_any_request(server: Server, tmp_pa
     assert server.requests == []
 
 
-def test_allow_unverified_downloads_and_returns_sha(server: Server, tmp_path: Path) -> None:
+def test_allow_unverified_downloads_and_returns_sha(server: ServerState, tmp_path: Path) -> None:
     destination = tmp_path / "small.bin"
 
     digest = download_file(
@@ -310,7 +246,7 @@ def test_allow_unverified_downloads_and_returns_sha(server: Server, tmp_path: Pa
 
 @pytest.mark.parametrize(("path", "status"), [("/missing", 404), ("/broken", 500)])
 def test_http_error_raises_download_failed(
-    server: Server, tmp_path: Path, path: str, status: int
+    server: ServerState, tmp_path: Path, path: str, status: int
 ) -> None:
     url = server.url(path)
 
@@ -333,7 +269,7 @@ def test_connection_refused_raises_download_failed(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", ["/slow", "/stall"], ids=["before-headers", "mid-body"])
-def test_timeout_raises_download_failed(server: Server, tmp_path: Path, path: str) -> None:
+def test_timeout_raises_download_failed(server: ServerState, tmp_path: Path, path: str) -> None:
     url = server.url(path)
     started = time.monotonic()
 
@@ -346,7 +282,7 @@ def test_timeout_raises_download_failed(server: Server, tmp_path: Path, path: st
     assert listing(tmp_path) == []
 
 
-def test_truncated_body_raises_download_failed(server: Server, tmp_path: Path) -> None:
+def test_truncated_body_raises_download_failed(server: ServerState, tmp_path: Path) -> None:
     # Unverified mode: only the length check stands between a short body and the destination.
     with pytest.raises(DownloadFailed):
         download_file(
@@ -369,7 +305,7 @@ def test_truncated_body_raises_download_failed(server: Server, tmp_path: Path) -
     ids=["announced-length", "streamed"],
 )
 def test_max_bytes_exceeded_raises_and_leaves_nothing(
-    server: Server, tmp_path: Path, path: str, body: bytes, message: str
+    server: ServerState, tmp_path: Path, path: str, body: bytes, message: str
 ) -> None:
     with pytest.raises(DownloadFailed, match=message):
         download_file(
@@ -383,7 +319,9 @@ def test_max_bytes_exceeded_raises_and_leaves_nothing(
     assert listing(tmp_path) == []
 
 
-def test_huge_announced_length_is_refused_before_reading(server: Server, tmp_path: Path) -> None:
+def test_huge_announced_length_is_refused_before_reading(
+    server: ServerState, tmp_path: Path
+) -> None:
     # 100 GiB announced: refused from the header alone, whatever the default limit reads.
     with pytest.raises(DownloadFailed, match="announces"):
         download_file(
@@ -394,7 +332,9 @@ def test_huge_announced_length_is_refused_before_reading(server: Server, tmp_pat
 
 
 @pytest.mark.parametrize("path", ["/model.onnx", "/chunked"])
-def test_body_of_exactly_max_bytes_is_accepted(server: Server, tmp_path: Path, path: str) -> None:
+def test_body_of_exactly_max_bytes_is_accepted(
+    server: ServerState, tmp_path: Path, path: str
+) -> None:
     body = MODEL if path == "/model.onnx" else CHUNKED
 
     digest = download_file(
@@ -418,7 +358,7 @@ def test_body_of_exactly_max_bytes_is_accepted(server: Server, tmp_path: Path, p
     ],
     ids=["file", "ftp", "no-scheme", "no-host"],
 )
-def test_non_http_urls_are_refused(server: Server, tmp_path: Path, url_template: str) -> None:
+def test_non_http_urls_are_refused(server: ServerState, tmp_path: Path, url_template: str) -> None:
     source = tmp_path / "source.onnx"
     source.write_bytes(SMALL)
     url = url_template.format(file=source, port=server.port)
@@ -431,7 +371,7 @@ def test_non_http_urls_are_refused(server: Server, tmp_path: Path, url_template:
     assert server.requests == []
 
 
-def test_redirect_to_ftp_is_not_followed(server: Server, tmp_path: Path) -> None:
+def test_redirect_to_ftp_is_not_followed(server: ServerState, tmp_path: Path) -> None:
     # The opener has no FTP handler, so urllib refuses the scheme instead of dialling it.
     with pytest.raises(DownloadFailed, match="unknown url type"):
         download_file(

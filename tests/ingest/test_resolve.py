@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import functools
 import shutil
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -14,12 +13,13 @@ import pytest
 from ingest.errors import ChecksumMismatch, ModelNotFound
 from ingest.registry import KNOWN_MODELS, ModelRegistry, file_sha256
 from ingest.resolve import resolve_model
+from tests.http_support import ServerState, clear_proxies, serving
 from tests.support import TEST_MODEL_DIR, TEST_MODEL_ID
 
 PUBLISHED_ID = "dinov2-vits14"
 
 
-class _QuietHandler(SimpleHTTPRequestHandler):
+class _QuietFileHandler(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         """Keep test output quiet."""
 
@@ -27,20 +27,13 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 @pytest.fixture
 def model_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A local HTTP server publishing the test model's ONNX file as ``/model.onnx``."""
-    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
+    clear_proxies(monkeypatch)
     published = tmp_path / "published"
     published.mkdir()
     shutil.copyfile(TEST_MODEL_DIR / "model.onnx", published / "model.onnx")
-    handler = functools.partial(_QuietHandler, directory=str(published))
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/model.onnx"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    handler = functools.partial(_QuietFileHandler, directory=str(published))
+    with serving(handler, ServerState()) as state:
+        yield state.url("/model.onnx")
 
 
 def _publish(monkeypatch: pytest.MonkeyPatch, url: str, sha256: str | None) -> None:

@@ -9,8 +9,8 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ import pytest
 from ingest.errors import InvalidImage, InvalidImageReason, SourceUnavailable
 from ingest.sources import BlobStore, SourceResolver
 from schemas.settings import ImageLimits, Settings, SourceSettings
+from tests.http_support import QuietHandler, ServerState, clear_proxies, serving
 
 PAYLOAD = bytes(range(256)) * 40  # 10 KiB: not an image, the resolver never decodes
 MAX_BYTES = 64 * 1024
@@ -382,46 +383,28 @@ def test_no_file_roots_forbids_every_file(tree: Tree, tmp_path: Path) -> None:
 # --- http(s):// ------------------------------------------------------------------------------
 
 
-@dataclass
-class Server:
-    """A running local server, the paths it was asked for, and a latch for slow endpoints."""
-
-    port: int = 0
-    requests: list[str] = field(default_factory=list)
-    release: threading.Event = field(default_factory=threading.Event)
-
-    def url(self, path: str, host: str = "127.0.0.1") -> str:
-        """Return the absolute URL of `path` on this server under `host`."""
-        return f"http://{host}:{self.port}{path}"
-
-
-def make_handler(server: Server) -> type[BaseHTTPRequestHandler]:
+def make_handler(server: ServerState) -> type[BaseHTTPRequestHandler]:
     """Build a request handler class bound to `server`'s state."""
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # needed for a chunked response
-
-        def log_message(self, format: str, *args: object) -> None:
-            """Keep test output quiet."""
-
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             """Serve the fixed routes; /status/N answers N, /redirect?to=URL redirects."""
             server.requests.append(self.path)
             route, _, query = self.path.partition("?")
             routes: dict[str, Callable[[], None]] = {
-                "/img": lambda: self._send(PAYLOAD),
-                "/empty": lambda: self._send(b""),
+                "/img": lambda: self.send_body(PAYLOAD),
+                "/empty": lambda: self.send_body(b""),
                 "/no-content": self._no_content,
-                "/announced-huge": lambda: self._send(b"tiny", announced=10**9),
+                "/announced-huge": lambda: self.send_body(b"tiny", announced=10**9),
                 "/close-delimited-huge": lambda: self._send_until_close(OVERSIZE),
-                "/chunked-huge": lambda: self._send_chunked(OVERSIZE),
-                "/chunked": lambda: self._send_chunked(PAYLOAD),
-                "/exactly-max": lambda: self._send(OVERSIZE[:-1]),
-                "/truncated": lambda: self._send(PAYLOAD[:100], announced=len(PAYLOAD)),
+                "/chunked-huge": lambda: self.send_chunked(OVERSIZE, 8 * 1024),
+                "/chunked": lambda: self.send_chunked(PAYLOAD, 8 * 1024),
+                "/exactly-max": lambda: self.send_body(OVERSIZE[:-1]),
+                "/truncated": lambda: self.send_body(PAYLOAD[:100], announced=len(PAYLOAD)),
                 "/slow": self._slow,
                 "/drip": self._drip,
-                "/loop": lambda: self._redirect("/loop"),
-                "/redirect": lambda: self._redirect(urllib.parse.parse_qs(query)["to"][0]),
+                "/loop": lambda: self.redirect("/loop"),
+                "/redirect": lambda: self.redirect(urllib.parse.parse_qs(query)["to"][0]),
             }
             if route.startswith("/status/"):
                 self.send_error(int(route.removeprefix("/status/")))
@@ -429,14 +412,6 @@ def make_handler(server: Server) -> type[BaseHTTPRequestHandler]:
                 routes[route]()
             else:
                 self.send_error(404)
-
-        def _send(self, body: bytes, announced: int | None = None) -> None:
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body) if announced is None else announced))
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(body)
-            self.close_connection = True
 
         def _send_until_close(self, body: bytes) -> None:
             # No length and no chunking: the body ends when the connection does.
@@ -452,21 +427,9 @@ def make_handler(server: Server) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.close_connection = True
 
-        def _send_chunked(self, body: bytes) -> None:
-            self.send_response(200)
-            self.send_header("Transfer-Encoding", "chunked")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            step = 8 * 1024
-            for start in range(0, len(body), step):
-                piece = body[start : start + step]
-                self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
-            self.wfile.write(b"0\r\n\r\n")
-            self.close_connection = True
-
         def _slow(self) -> None:
             server.release.wait(SLOW_WAIT_SECONDS)
-            self._send(PAYLOAD)
+            self.send_body(PAYLOAD)
 
         def _drip(self) -> None:
             # Never silent for long enough to trip the socket timeout, yet never done.
@@ -481,42 +444,21 @@ def make_handler(server: Server) -> type[BaseHTTPRequestHandler]:
                 self.wfile.flush()
             self.close_connection = True
 
-        def _redirect(self, location: str) -> None:
-            self.send_response(302)
-            self.send_header("Location", location)
-            self.send_header("Content-Length", "0")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.close_connection = True
-
     return Handler
 
 
 @pytest.fixture
-def server() -> Iterator[Server]:
+def server() -> Iterator[ServerState]:
     """Run a ThreadingHTTPServer on 127.0.0.1 (free port) for the duration of a test."""
-    state = Server()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(state))
-    state.port = httpd.server_address[1]
-    thread = threading.Thread(
-        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    try:
+    state = ServerState()
+    with serving(make_handler(state), state):
         yield state
-    finally:
-        state.release.set()  # let parked /slow and /drip handlers finish
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
 
 
 @pytest.fixture(autouse=True)
 def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make sure requests to 127.0.0.1 go straight to the test server, not a proxy."""
-    for name in ("http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
+    clear_proxies(monkeypatch)
 
 
 def http_resolver(tmp_path: Path, hosts: list[str], *, timeout: float = 5.0) -> SourceResolver:
@@ -525,18 +467,18 @@ def http_resolver(tmp_path: Path, hosts: list[str], *, timeout: float = 5.0) -> 
 
 
 @pytest.fixture
-def web(server: Server, tmp_path: Path) -> SourceResolver:
+def web(server: ServerState, tmp_path: Path) -> SourceResolver:
     """A resolver that allows the test server's host (any port) and nothing else."""
     return http_resolver(tmp_path, ["127.0.0.1"])
 
 
-def test_allowed_host_is_fetched(server: Server, web: SourceResolver) -> None:
+def test_allowed_host_is_fetched(server: ServerState, web: SourceResolver) -> None:
     assert web.fetch(server.url("/img")) == PAYLOAD
     assert web.fetch(server.url("/chunked")) == PAYLOAD
     assert server.requests == ["/img", "/chunked"]
 
 
-def test_body_of_exactly_max_bytes_is_accepted(server: Server, web: SourceResolver) -> None:
+def test_body_of_exactly_max_bytes_is_accepted(server: ServerState, web: SourceResolver) -> None:
     assert web.fetch(server.url("/exactly-max")) == OVERSIZE[:-1]
 
 
@@ -551,7 +493,7 @@ def test_body_of_exactly_max_bytes_is_accepted(server: Server, web: SourceResolv
     ],
 )
 def test_forbidden_host_makes_no_request(
-    server: Server, web: SourceResolver, uri_template: str
+    server: ServerState, web: SourceResolver, uri_template: str
 ) -> None:
     uri = uri_template.format(port=server.port)
 
@@ -559,14 +501,14 @@ def test_forbidden_host_makes_no_request(
     assert server.requests == []
 
 
-def test_no_http_hosts_forbids_every_url(server: Server, tmp_path: Path) -> None:
+def test_no_http_hosts_forbids_every_url(server: ServerState, tmp_path: Path) -> None:
     resolver = http_resolver(tmp_path, [])
 
     assert_refused(lambda: resolver.fetch(server.url("/img")), Reason.FORBIDDEN_HOST)
     assert server.requests == []
 
 
-def test_host_port_entry_allows_that_port_only(server: Server, tmp_path: Path) -> None:
+def test_host_port_entry_allows_that_port_only(server: ServerState, tmp_path: Path) -> None:
     exact = http_resolver(tmp_path, [f"127.0.0.1:{server.port}"])
     other_port = http_resolver(tmp_path, [f"127.0.0.1:{server.port + 1}", "127.0.0.1:80"])
 
@@ -575,7 +517,7 @@ def test_host_port_entry_allows_that_port_only(server: Server, tmp_path: Path) -
     assert server.requests == ["/img"]
 
 
-def test_host_match_ignores_case(server: Server, tmp_path: Path) -> None:
+def test_host_match_ignores_case(server: ServerState, tmp_path: Path) -> None:
     resolver = http_resolver(tmp_path, [" LocalHost "])
 
     assert resolver.fetch(server.url("/img", host="LOCALHOST")) == PAYLOAD
@@ -613,7 +555,7 @@ def test_malformed_host_entries_fail_at_startup(tmp_path: Path, entry: str) -> N
     ],
 )
 def test_malformed_http_uris_are_bad_uri(
-    server: Server, web: SourceResolver, uri_template: str
+    server: ServerState, web: SourceResolver, uri_template: str
 ) -> None:
     assert_refused(lambda: web.fetch(uri_template.format(port=server.port)), Reason.BAD_URI)
     assert server.requests == []
@@ -629,7 +571,7 @@ def test_malformed_http_uris_are_bad_uri(
     ],
 )
 def test_permanent_http_errors(
-    server: Server, web: SourceResolver, status: int, reason: InvalidImageReason
+    server: ServerState, web: SourceResolver, status: int, reason: InvalidImageReason
 ) -> None:
     error = assert_refused(lambda: web.fetch(server.url(f"/status/{status}")), reason)
 
@@ -638,14 +580,14 @@ def test_permanent_http_errors(
 
 @pytest.mark.parametrize("status", [500, 502, 503, 429, 408])
 def test_transient_http_errors_are_source_unavailable(
-    server: Server, web: SourceResolver, status: int
+    server: ServerState, web: SourceResolver, status: int
 ) -> None:
     with pytest.raises(SourceUnavailable, match=str(status)):
         web.fetch(server.url(f"/status/{status}"))
 
 
 @pytest.mark.parametrize("path", ["/slow", "/drip"], ids=["before-headers", "trickling-body"])
-def test_timeouts_are_source_unavailable(server: Server, tmp_path: Path, path: str) -> None:
+def test_timeouts_are_source_unavailable(server: ServerState, tmp_path: Path, path: str) -> None:
     resolver = http_resolver(tmp_path, ["127.0.0.1"], timeout=FAST_TIMEOUT)
     started = time.monotonic()
 
@@ -667,43 +609,45 @@ def test_connection_refused_is_source_unavailable(tmp_path: Path) -> None:
             resolver.fetch(f"http://127.0.0.1:{port}/img")
 
 
-def test_tls_failure_is_source_unavailable(server: Server, web: SourceResolver) -> None:
+def test_tls_failure_is_source_unavailable(server: ServerState, web: SourceResolver) -> None:
     # https:// to a plain-http server: the handshake fails like a misbehaving network would.
     with pytest.raises(SourceUnavailable):
         web.fetch(f"https://127.0.0.1:{server.port}/img")
 
 
-def test_truncated_body_is_source_unavailable(server: Server, web: SourceResolver) -> None:
+def test_truncated_body_is_source_unavailable(server: ServerState, web: SourceResolver) -> None:
     with pytest.raises(SourceUnavailable, match="server announced"):
         web.fetch(server.url("/truncated"))
 
 
-def test_announced_oversize_is_refused_from_the_header(server: Server, web: SourceResolver) -> None:
+def test_announced_oversize_is_refused_from_the_header(
+    server: ServerState, web: SourceResolver
+) -> None:
     error = assert_refused(lambda: web.fetch(server.url("/announced-huge")), Reason.TOO_MANY_BYTES)
 
     assert "announces" in error.message
 
 
 @pytest.mark.parametrize("path", ["/close-delimited-huge", "/chunked-huge"])
-def test_streamed_oversize_is_refused(server: Server, web: SourceResolver, path: str) -> None:
+def test_streamed_oversize_is_refused(server: ServerState, web: SourceResolver, path: str) -> None:
     error = assert_refused(lambda: web.fetch(server.url(path)), Reason.TOO_MANY_BYTES)
 
     assert "exceeds the limit" in error.message
 
 
 @pytest.mark.parametrize("path", ["/empty", "/no-content"])
-def test_empty_body_is_empty(server: Server, web: SourceResolver, path: str) -> None:
+def test_empty_body_is_empty(server: ServerState, web: SourceResolver, path: str) -> None:
     assert_refused(lambda: web.fetch(server.url(path)), Reason.EMPTY)
 
 
-def redirect(server: Server, target: str) -> str:
+def redirect(server: ServerState, target: str) -> str:
     """URL on `server` that redirects to `target`."""
     return server.url(f"/redirect?{urllib.parse.urlencode({'to': target})}")
 
 
 @pytest.mark.parametrize("target", ["/img", "absolute"])
 def test_redirect_to_allowed_host_is_followed(
-    server: Server, web: SourceResolver, target: str
+    server: ServerState, web: SourceResolver, target: str
 ) -> None:
     location = server.url("/img") if target == "absolute" else target
 
@@ -712,7 +656,9 @@ def test_redirect_to_allowed_host_is_followed(
     assert len(server.requests) == 2
 
 
-def test_redirect_to_forbidden_host_is_not_followed(server: Server, web: SourceResolver) -> None:
+def test_redirect_to_forbidden_host_is_not_followed(
+    server: ServerState, web: SourceResolver
+) -> None:
     uri = redirect(server, server.url("/img", host="localhost"))
 
     error = assert_refused(lambda: web.fetch(uri), Reason.FORBIDDEN_HOST)
@@ -725,12 +671,14 @@ def test_redirect_to_forbidden_host_is_not_followed(server: Server, web: SourceR
     "target",
     ["file:///etc/passwd", "ftp://127.0.0.1/img", "http://user:pw@127.0.0.1/img", "data:,hello"],
 )
-def test_redirect_off_http_is_bad_uri(server: Server, web: SourceResolver, target: str) -> None:
+def test_redirect_off_http_is_bad_uri(
+    server: ServerState, web: SourceResolver, target: str
+) -> None:
     assert_refused(lambda: web.fetch(redirect(server, target)), Reason.BAD_URI)
     assert len(server.requests) == 1
 
 
-def test_redirect_loop_is_bad_uri(server: Server, web: SourceResolver) -> None:
+def test_redirect_loop_is_bad_uri(server: ServerState, web: SourceResolver) -> None:
     error = assert_refused(lambda: web.fetch(server.url("/loop")), Reason.BAD_URI)
 
     assert "redirect" in error.message
