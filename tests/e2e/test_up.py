@@ -28,6 +28,10 @@ UP_LINE = re.compile(r"Lookalike is up on (http://127\.0\.0\.1:\d+)")
 NEIGHBOUR_LINE = re.compile(r"^\s+(\d\.\d{3})\s+(\S+)$")
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class UpProcess:
     """A running `lookalike up` whose output is collected line by line."""
 
@@ -39,6 +43,9 @@ class UpProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            # Started as a shell starts a background job (`make demo &`, a CI runner): with
+            # SIGINT ignored. Ctrl-C must still stop it, so `up` installs its own handler.
+            preexec_fn=_ignore_sigint,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
