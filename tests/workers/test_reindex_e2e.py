@@ -3,22 +3,37 @@
 The local store can be held by one process at a time and the worker holds it, so while a job
 runs the test watches it through its record in Redis (the alias has not moved: searches still
 go to the old collection) and reads the store once the workers are stopped.
+
+A page of the tiny test model takes a few milliseconds, so a whole job can end before a test
+looks. Where a test must act in the middle of a job, the catalog lives on an image host of the
+test's own (a real HTTP server on loopback, as a catalog's CDN would be): re-indexing reads
+every image again from there, and the host can answer slowly or hold a request, which puts the
+worker in the middle of a page for as long as the test needs.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from ingest.images import sha256_hex
 from ingest.registry import ModelRegistry
 from ingest.reindex import ReindexJobs
 from ingest.runtime import current_model_id
-from schemas.events import DeleteEvent, EventStatus
+from schemas.events import DeleteEvent, EventStatus, UploadEvent
 from schemas.reindex import ReindexJob, ReindexState
 from search_api.cli_reindex import NO_WORKER_HINT_SECONDS
+from tests.http_support import QuietHandler, ServerState, clear_proxies, serving
 from tests.ingest.test_reindex import OTHER_MODEL_ID, register_other_model
 from tests.support import TEST_MODEL_ID
 from tests.workers.conftest import MakeStack
@@ -26,17 +41,119 @@ from tests.workers.queue_support import REPO, QueueStack, Upload, distinct_png
 
 IMAGES = 40
 PAGE = 1  # tiny pages: forty tasks, with uploads and deletes handled in between
+SLOW_HOST_SECONDS = 0.1  # per image the slow host answers
+
+
+# Long enough that a held request is still open when the test kills its worker.
+FETCH_TIMEOUT_SECONDS = 120
+
+
+class ImageHost:
+    """The catalog's image server: serves what it was given, slowly or held when asked to."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.images: dict[str, bytes] = {}
+        self.delay = 0.0  # seconds before each answer
+        self.held = 0  # requests waiting for `release`
+        self._allowance: int | None = None  # answers left before requests are held
+        self._lock = threading.Lock()
+
+    @property
+    def host_rule(self) -> str:
+        """The ``LOOKALIKE_SOURCES__HTTP_HOSTS`` entry that lets workers fetch from here."""
+        return f"127.0.0.1:{self.state.port}"
+
+    def add(self, item_id: str, data: bytes) -> str:
+        """Serve ``data`` and return its URL."""
+        path = f"/images/{item_id}.png"
+        self.images[path] = data
+        return self.state.url(path)
+
+    def hold_after(self, answers: int) -> None:
+        """Answer ``answers`` more requests, then hold every later one until `release`."""
+        with self._lock:
+            self._allowance = answers
+            self.state.release.clear()
+
+    def release(self) -> None:
+        """Answer the held requests and every later one."""
+        with self._lock:
+            self._allowance = None
+        self.state.release.set()
+
+    def must_hold(self) -> bool:
+        """Count one request against the allowance; whether it has to wait."""
+        with self._lock:
+            if self._allowance is None:
+                return False
+            if self._allowance > 0:
+                self._allowance -= 1
+                return False
+            self.held += 1
+            return True
+
+
+def image_host_handler(host: ImageHost) -> type[QuietHandler]:
+    """A handler serving ``host.images``, with its delay and holds."""
+
+    class Handler(QuietHandler):
+        def do_GET(self) -> None:
+            """The image at the path, or 404."""
+            if host.must_hold():
+                host.state.release.wait()
+            time.sleep(host.delay)
+            data = host.images.get(self.path)
+            # The client of a held request may be a worker the test has killed since.
+            with contextlib.suppress(ConnectionError):
+                if data is None:
+                    self.send_error(404)
+                else:
+                    self.send_body(data, content_type="image/png")
+
+    return Handler
+
+
+@pytest.fixture
+def image_host(monkeypatch: pytest.MonkeyPatch) -> Iterator[ImageHost]:
+    """A running image host; workers reach it directly (proxies cleared from their env)."""
+    clear_proxies(monkeypatch)
+    state = ServerState()
+    host = ImageHost(state)
+    with serving(image_host_handler(host), state):
+        yield host
+
+
+def image_host_settings(host: ImageHost) -> dict[str, str]:
+    """Stack settings under which workers may fetch from ``host``."""
+    return {
+        "LOOKALIKE_SOURCES__HTTP_HOSTS": json.dumps([host.host_rule]),
+        "LOOKALIKE_SOURCES__FETCH_TIMEOUT": str(FETCH_TIMEOUT_SECONDS),
+    }
 
 
 def jobs_of(stack: QueueStack) -> ReindexJobs:
     return ReindexJobs(stack.client, prefix=stack.settings.collection_prefix)
 
 
-def ingest_catalog(stack: QueueStack, count: int = IMAGES, first: int = 0) -> list[Upload]:
-    uploads = [
-        stack.upload(f"item-{i:03d}", distinct_png(i), {"brand": f"brand-{i % 4}", "price": i})
-        for i in range(first, first + count)
-    ]
+def hosted_upload(host: ImageHost, item_id: str, data: bytes, metadata: dict[str, Any]) -> Upload:
+    """An upload event whose image is on ``host`` instead of the blob store."""
+    event = UploadEvent(item_id=item_id, image_uri=host.add(item_id, data), metadata=metadata)
+    return Upload(event, sha256_hex(data))
+
+
+def ingest_catalog(
+    stack: QueueStack, count: int = IMAGES, first: int = 0, host: ImageHost | None = None
+) -> list[Upload]:
+    """Upload ``count`` items (blob store, or ``host``) and wait until every one is done."""
+    uploads = []
+    for i in range(first, first + count):
+        item_id, data = f"item-{i:03d}", distinct_png(i)
+        metadata: dict[str, Any] = {"brand": f"brand-{i % 4}", "price": i}
+        if host is None:
+            uploads.append(stack.upload(item_id, data, metadata))
+        else:
+            uploads.append(hosted_upload(host, item_id, data, metadata))
     ids = stack.publish([u.event for u in uploads])
     states = stack.wait_settled(ids, timeout=180)
     assert {s.status for s in states.values()} == {EventStatus.DONE}, stack.report(ids)
@@ -80,13 +197,18 @@ def wait_job(stack: QueueStack, predicate: str, *, timeout: float) -> ReindexJob
 
 
 def test_reindex_through_the_cli_while_uploads_and_deletes_go_on(
-    make_stack: MakeStack, models_dir: Path
+    make_stack: MakeStack, models_dir: Path, image_host: ImageHost
 ) -> None:
     register_other_model(ModelRegistry(models_dir))
     # Upload batches flush within 0.1 s, well inside the job's forty one-image pages.
-    stack = make_stack(overrides={"LOOKALIKE_QUEUE__FLUSH_INTERVAL": "0.1"})
+    stack = make_stack(
+        overrides={"LOOKALIKE_QUEUE__FLUSH_INTERVAL": "0.1", **image_host_settings(image_host)}
+    )
     stack.start_worker()
-    catalog = ingest_catalog(stack)
+    catalog = ingest_catalog(stack, host=image_host)
+    # A slow image host: forty pages take at least four seconds, while the uploads and the
+    # delete below (from the blob store) take well under one.
+    image_host.delay = SLOW_HOST_SECONDS
 
     cli = start_cli(stack, "--to", OTHER_MODEL_ID, "--no-progress", "--page-size", str(PAGE))
     running = wait_job(stack, "running", timeout=120)
@@ -135,23 +257,30 @@ def test_reindex_through_the_cli_while_uploads_and_deletes_go_on(
         assert listed == {TEST_MODEL_ID: False, OTHER_MODEL_ID: True}
 
 
-def test_a_killed_worker_loses_no_page(make_stack: MakeStack, models_dir: Path) -> None:
+def test_a_killed_worker_loses_no_page(
+    make_stack: MakeStack, models_dir: Path, image_host: ImageHost
+) -> None:
     register_other_model(ModelRegistry(models_dir))
-    stack = make_stack()
+    stack = make_stack(overrides=image_host_settings(image_host))
     first = stack.start_worker()
-    catalog = ingest_catalog(stack)
+    catalog = ingest_catalog(stack, host=image_host)
 
+    # Pages of two images: the host answers the first two pages' four requests and holds the
+    # third page's first one, so the worker is in the middle of that page when it dies.
+    image_host.hold_after(4)
     # Published the way the CLI does it, without following.
     queued = run_cli(stack, "--to", OTHER_MODEL_ID, "--no-wait", "--page-size", "2")
     assert queued.returncode == 0, queued.stderr
-    wait_job(stack, "running", timeout=120)
-    first.freeze()  # in the middle of the chain of pages
-    # The next page's message is in the frozen worker's hands (unacknowledged) or queued.
-    assert stack.unacked() + stack.publisher.queue_depth() >= 1
-    frozen = jobs_of(stack).latest()
-    assert frozen is not None
-    assert not frozen.finished, "the job ended before the worker could be killed"
+    stack.wait_until(
+        lambda: image_host.held >= 1, timeout=120, what="the third page to fetch its images"
+    )
+    middle = jobs_of(stack).latest()
+    assert middle is not None
+    assert (middle.state, middle.pages_done, middle.switched) == (ReindexState.RUNNING, 2, False)
+    # The page's message is in the worker's hands, delivered and not acknowledged.
+    assert stack.unacked() >= 1, stack.report()
     first.kill()
+    image_host.release()
     stack.start_worker()  # the unacknowledged page comes back after the visibility timeout
     done = wait_job(stack, "finished", timeout=180)
 
