@@ -428,7 +428,7 @@ class QueueStack:
         """SIGSTOP ``worker`` at a moment it holds a full prefetch window; returns its size.
 
         kombu fetches with BRPOP and records the message as unacknowledged in a second round
-        trip, so a message can be lost while in between (see the xfail test). A worker only
+        trip, so a message can be lost while in between (see the resend test). A worker only
         fetches while it holds fewer unacknowledged messages than its prefetch limit, and
         fetches one message at a time: with the limit reached, none is in between.
         """

@@ -128,8 +128,8 @@ def test_worker_sigkilled_mid_batch_is_redelivered_and_stores_each_image_once(
         what="a third of the events to be done",
         ids=event_ids,
     )
-    # Killed between two fetches: a message caught inside a fetch is lost for good, which is
-    # a known kombu gap pinned by the xfail test below, not what this test is about.
+    # Killed between two fetches: a message caught inside a fetch comes back only through the
+    # recovery sweep (kombu's gap, see the resend test below), not what this test is about.
     held = stack.freeze_between_fetches(worker)
     in_hand = stack.unacked_event_ids()
     done_at_kill = _done(stack, event_ids)
@@ -229,7 +229,7 @@ def test_redis_restart_loses_no_queued_event_and_the_worker_reconnects(
         what="100 events to be done",
         ids=event_ids,
     )
-    # Shut Redis down between two fetches (see the xfail test above for why), with the
+    # Shut Redis down between two fetches (see the resend test above for why), with the
     # worker mid-batch and most events still waiting in the queue.
     stack.freeze_between_fetches(worker)
     queued_at_stop = stack.publisher.queue_depth()
