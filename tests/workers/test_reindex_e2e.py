@@ -42,8 +42,6 @@ from tests.workers.queue_support import REPO, QueueStack, Upload, distinct_png
 IMAGES = 40
 PAGE = 1  # tiny pages: forty tasks, with uploads and deletes handled in between
 SLOW_HOST_SECONDS = 0.1  # per image the slow host answers
-
-
 # Long enough that a held request is still open when the test kills its worker.
 FETCH_TIMEOUT_SECONDS = 120
 
