@@ -68,7 +68,7 @@ test-model: install-all ## Re-export the committed random-weight test model
 
 .PHONY: docs
 docs: install ## Regenerate docs/configuration.md, docs/api.md, deploy/.env.example (settings, OpenAPI)
-	$(BIN)/python -m search_api.reference
+	$(BIN)/python -m docs.reference
 
 constraints: install-all ## Refresh constraints.txt (exact versions) from .venv
 	$(BIN)/pip freeze --exclude-editable | sed 's/+cpu$$//' > constraints.txt

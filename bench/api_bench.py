@@ -30,12 +30,12 @@ import numpy as np
 from PIL import Image
 
 from bench.ingest_bench import MODEL_ID, ensure_model
-from ingest.registry import ModelRegistry
+from ingest.models.registry import ModelRegistry
 from ingest.store.qdrant import QdrantStore
 from schemas.points import NewPoint
 from schemas.queries import GroupQuery, SimilarityQuery
 from schemas.settings import Settings
-from search_api.queries import group_query, run_query
+from search_api.queries.similar import group_query, run_query
 
 SIZES = (10_000, 100_000)
 CONCURRENCY = (1, 8)

@@ -23,12 +23,12 @@ import onnxruntime as ort
 from PIL import Image, ImageDraw, ImageFilter
 from qdrant_client import QdrantClient
 
-from ingest.bulk import BulkIngestor, folder_sources
-from ingest.embedder import OnnxEmbedder, load_embedder
-from ingest.export import export_onnx
-from ingest.images import load_for_model
-from ingest.pipeline import ModelRuntime
-from ingest.registry import KNOWN_MODELS, ModelRegistry
+from ingest.images.decode import load_for_model
+from ingest.ingestion.bulk import BulkIngestor, folder_sources
+from ingest.models.embedder import OnnxEmbedder, load_embedder
+from ingest.models.export import export_onnx
+from ingest.models.registry import KNOWN_MODELS, ModelRegistry
+from ingest.models.runtime import ModelRuntime
 from ingest.store.qdrant import QdrantStore
 from schemas.models import Preprocessing
 from schemas.settings import ImageLimits

@@ -19,15 +19,16 @@ from pathlib import Path
 import numpy as np
 
 from bench.ingest_bench import MODEL_ID, ensure_model, make_photos
-from ingest.bulk import BulkIngestor, folder_sources, upload_events
-from ingest.runtime import load_runtime, open_store
-from ingest.sources import BlobStore
-from ingest.thumbnails import ThumbnailStore
-from ingest.tracking import EventTracker
+from ingest.images.blobs import BlobStore
+from ingest.images.thumbnails import ThumbnailStore
+from ingest.ingestion.bulk import BulkIngestor, folder_sources, upload_events
+from ingest.models.runtime import load_runtime
+from ingest.state.events import EventTracker
+from ingest.store.current import open_store
 from schemas.events import EventStatus, UploadEvent
 from schemas.settings import Settings
+from search_api.cli.embedded.redis_server import EmbeddedRedis
 from workers.app import app, configure
-from workers.embedded_redis import EmbeddedRedis
 from workers.publisher import Publisher
 
 

@@ -31,19 +31,20 @@ import redis
 
 from bench.ingest_bench import MODEL_ID, ensure_model, make_photos
 from bench.queue_bench import measure_in_process, wait_settled
-from ingest.bulk import folder_sources, upload_events
-from ingest.pipeline import ModelRuntime
-from ingest.registry import KNOWN_MODELS, ModelRegistry
-from ingest.reindex import PAGE_SIZE, Reindexer, ReindexJobs, Step
-from ingest.runtime import load_runtime
-from ingest.sources import BlobStore, SourceResolver
+from ingest.images.blobs import BlobStore
+from ingest.images.sources import SourceResolver
+from ingest.ingestion.bulk import folder_sources, upload_events
+from ingest.models.registry import KNOWN_MODELS, ModelRegistry
+from ingest.models.runtime import ModelRuntime, load_runtime
+from ingest.reindex.reindexer import Reindexer, Step
+from ingest.state.reindex_jobs import PAGE_SIZE, ReindexJobs
 from ingest.store.qdrant import QdrantStore
 from schemas.events import UploadEvent
 from schemas.reindex import ReindexJob, ReindexState
 from schemas.settings import Settings, SourceSettings
-from search_api.cli_reindex import POLL_SECONDS
+from search_api.cli.embedded.redis_server import EmbeddedRedis
+from search_api.cli.reindex import POLL_SECONDS
 from workers.app import app, configure
-from workers.embedded_redis import EmbeddedRedis
 from workers.publisher import Publisher
 from workers.reindex_tasks import enqueue_reindex
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from ingest.registry import ModelRegistry
+from ingest.models.registry import ModelRegistry
 from schemas.models import ModelManifest
 from schemas.settings import Settings
+from search_api.cli.embedded.redis_server import EmbeddedRedis
 from tests.support import TEST_MODEL_DIR, TEST_MODEL_ID
-from workers.embedded_redis import EmbeddedRedis
 
 
 @pytest.fixture

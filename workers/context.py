@@ -10,11 +10,12 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from ingest.events import EventHandler
-from ingest.runtime import load_runtime, open_store
-from ingest.sources import SourceResolver
+from ingest.images.sources import SourceResolver
+from ingest.ingestion.handler import EventHandler
+from ingest.models.runtime import load_runtime
+from ingest.state.events import EventTracker
 from ingest.store.base import VectorStore
-from ingest.tracking import EventTracker
+from ingest.store.current import open_store
 from schemas.events import DeadLetter, EventStatus
 from schemas.settings import Settings
 

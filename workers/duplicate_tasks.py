@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from celery import Celery
 
-from ingest.duplicates import DuplicateResults, resolve_threshold, run_duplicate_job
-from ingest.registry import ModelRegistry
+from ingest.duplicates.jobs import run_duplicate_job
+from ingest.duplicates.thresholds import resolve_threshold
+from ingest.models.registry import ModelRegistry
+from ingest.state.duplicate_jobs import DuplicateResults
 from schemas.settings import Settings
 from workers.app import QUEUE, app
 from workers.context import WorkerContext, worker_context

@@ -8,7 +8,7 @@ from typing import Any
 import redis
 from celery import Celery
 
-from ingest.tracking import EventTracker
+from ingest.state.events import EventTracker
 from schemas.events import DeleteEvent, EventState, EventStatus, UpdatePayloadEvent, UploadEvent
 from workers.app import DELETE_TASK, INGEST_TASK, QUEUE, UPDATE_PAYLOAD_TASK
 

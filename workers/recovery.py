@@ -20,7 +20,7 @@ from typing import Any
 import redis
 from celery import Celery
 
-from ingest.tracking import EventTracker
+from ingest.state.events import EventTracker
 from workers.app import QUEUE
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,8 @@ import logging
 from celery import Celery
 
 from ingest.errors import StoreUnavailable
-from ingest.reindex import PAGE_SIZE, Reindexer, ReindexJobNotFound, ReindexJobs, Step
+from ingest.reindex.reindexer import Reindexer, Step
+from ingest.state.reindex_jobs import PAGE_SIZE, ReindexJobNotFound, ReindexJobs
 from schemas.reindex import ReindexJob, ReindexState
 from schemas.settings import Settings
 from workers.app import QUEUE, app, retry_delay

@@ -1,4 +1,4 @@
-"""Celery tasks: thin wrappers that parse events, call ``ingest.events`` and record outcomes."""
+"""Celery tasks: thin wrappers that parse events, call ``ingest.ingestion`` and record outcomes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from celery_batches import Batches, SimpleRequest
 from pydantic import ValidationError
 
 from ingest.errors import StoreUnavailable
-from ingest.events import EventResult, Outcome
+from ingest.ingestion.handler import EventResult, Outcome
 from schemas.events import DeleteEvent, EventState, EventStatus, UpdatePayloadEvent, UploadEvent
 from schemas.settings import Settings
 from workers.app import DELETE_TASK, INGEST_TASK, UPDATE_PAYLOAD_TASK, app, retry_delay

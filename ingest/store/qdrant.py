@@ -12,25 +12,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-import grpc  # type: ignore[import-untyped]
-import httpx
 from qdrant_client import QdrantClient, models
-from qdrant_client.common.client_exceptions import QdrantException, ResourceExhaustedResponse
 from qdrant_client.http.exceptions import (
-    ApiException,
-    ResponseHandlingException,
     UnexpectedResponse,
 )
 
 from ingest.errors import CollectionMismatch, ItemNotFound, StoreError, StoreUnavailable
 from ingest.store.base import SYSTEM_PAYLOAD_KEYS, collection_name, point_id
+from ingest.store.qdrant_convert import scored_point, stored_point, to_qdrant_filter
+from ingest.store.qdrant_errors import BACKEND_ERRORS, as_store_error
 from schemas.models import ModelManifest
 from schemas.points import (
-    AnyOfCondition,
     CollectionInfo,
-    Condition,
     FacetCount,
-    MatchCondition,
     NewPoint,
     PayloadFilter,
     PointGroup,
@@ -41,19 +35,14 @@ from schemas.queries import RecommendStrategy
 from schemas.settings import DEFAULT_PAYLOAD_INDEXES, Settings
 
 SCHEMA_VERSION = 1
+
+
 MEMORY = ":memory:"
 
-# What qdrant-client raises when the backend fails; anything else is a bug and propagates as is.
-_BACKEND_ERRORS = (ApiException, QdrantException, httpx.TransportError, grpc.RpcError)
-_TRANSIENT_GRPC_CODES = frozenset(
-    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED}
-)
+
 # Local mode keeps no payload indexes and says so once per process; the indexes matter on a
 # server only, so the warning is noise for the embedded default.
 _LOCAL_INDEX_WARNING = "Payload indexes have no effect in the local Qdrant"
-
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
 
 
 @dataclass(frozen=True)
@@ -63,109 +52,6 @@ class _Recorded:
     model_id: str
     fingerprint: str
     dimension: int
-
-
-def _is_transient(exc: Exception) -> bool:
-    """Whether a retry later may succeed (server down, overloaded, timed out)."""
-    if isinstance(exc, ResponseHandlingException):
-        return isinstance(exc.source, httpx.TransportError)
-    if isinstance(exc, UnexpectedResponse):
-        return exc.status_code is None or exc.status_code >= 500 or exc.status_code == 429
-    if isinstance(exc, ResourceExhaustedResponse | httpx.TransportError):
-        return True
-    if isinstance(exc, grpc.RpcError):
-        return exc.code() in _TRANSIENT_GRPC_CODES
-    return False
-
-
-def _as_store_error(exc: Exception, where: str) -> StoreError:
-    """The Lookalike exception for a qdrant-client failure."""
-    if _is_transient(exc):
-        cause = exc.source if isinstance(exc, ResponseHandlingException) else exc
-        return StoreUnavailable(
-            f"Qdrant at {where} is unavailable ({type(cause).__name__}: {cause})".strip()
-        )
-    return StoreError(f"Qdrant at {where} refused the request: {exc}")
-
-
-def _translate_errors(
-    method: Callable[Concatenate[QdrantStore, _P], _R],
-) -> Callable[Concatenate[QdrantStore, _P], _R]:
-    """Run a store method under the store's guard, turning backend failures into StoreErrors."""
-
-    @functools.wraps(method)
-    def wrapper(self: QdrantStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        with self._guard:
-            try:
-                return method(self, *args, **kwargs)
-            except _BACKEND_ERRORS as exc:
-                # A collection may have been dropped or rebuilt behind our back (reindex from
-                # another process): forget what we verified so the next call looks again.
-                self._recorded.clear()
-                raise _as_store_error(exc, self._where) from exc
-
-    return wrapper
-
-
-def _condition(condition: Condition) -> models.FieldCondition:
-    """One Lookalike condition as a Qdrant field condition."""
-    if isinstance(condition, MatchCondition):
-        return models.FieldCondition(
-            key=condition.key, match=models.MatchValue(value=condition.value)
-        )
-    if isinstance(condition, AnyOfCondition):
-        return models.FieldCondition(key=condition.key, match=models.MatchAny(any=condition.values))
-    return models.FieldCondition(
-        key=condition.key,
-        range=models.Range(gt=condition.gt, gte=condition.gte, lt=condition.lt, lte=condition.lte),
-    )
-
-
-def to_qdrant_filter(
-    payload_filter: PayloadFilter | None, *, exclude_ids: Sequence[str] = ()
-) -> models.Filter | None:
-    """Translate a ``PayloadFilter`` (plus point ids to leave out) into a Qdrant filter."""
-    must: list[models.Condition] = []
-    must_not: list[models.Condition] = []
-    if payload_filter is not None:
-        must.extend(_condition(c) for c in payload_filter.must)
-        must_not.extend(_condition(c) for c in payload_filter.must_not)
-    if exclude_ids:
-        must_not.append(models.HasIdCondition(has_id=list(exclude_ids)))
-    if not must and not must_not:
-        return None
-    return models.Filter(must=must or None, must_not=must_not or None)
-
-
-def _payload(point: models.ScoredPoint | models.Record) -> dict[str, Any]:
-    return dict(point.payload or {})
-
-
-def _vector(vector: object) -> list[float] | None:
-    # Lookalike collections hold one unnamed dense vector, which comes back as a plain list.
-    if isinstance(vector, list):
-        return [float(x) for x in vector]
-    return None
-
-
-def _scored(point: models.ScoredPoint) -> ScoredPoint:
-    payload = _payload(point)
-    return ScoredPoint(
-        id=str(point.id),
-        item_id=str(payload.get("item_id", "")),
-        score=point.score,
-        payload=payload,
-    )
-
-
-def _stored(record: models.Record) -> StoredPoint:
-    payload = _payload(record)
-    return StoredPoint(
-        id=str(record.id),
-        item_id=str(payload.get("item_id", "")),
-        payload=payload,
-        vector=_vector(record.vector),
-    )
 
 
 def _recorded(name: str, info: models.CollectionInfo) -> _Recorded:
@@ -199,6 +85,31 @@ def _local_client(location: str) -> QdrantClient:
             "(local mode allows one process per directory): stop that process, or run a "
             "Qdrant server and set LOOKALIKE_QDRANT_URL"
         ) from exc
+
+
+_P = ParamSpec("_P")
+
+
+_R = TypeVar("_R")
+
+
+def _translate_errors(
+    method: Callable[Concatenate[QdrantStore, _P], _R],
+) -> Callable[Concatenate[QdrantStore, _P], _R]:
+    """Run a store method under the store's guard, turning backend failures into StoreErrors."""
+
+    @functools.wraps(method)
+    def wrapper(self: QdrantStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self._guard:
+            try:
+                return method(self, *args, **kwargs)
+            except BACKEND_ERRORS as exc:
+                # A collection may have been dropped or rebuilt behind our back (reindex from
+                # another process): forget what we verified so the next call looks again.
+                self._recorded.clear()
+                raise as_store_error(exc, self._where) from exc
+
+    return wrapper
 
 
 class QdrantStore:
@@ -440,7 +351,7 @@ class QdrantStore:
         records = self.client.retrieve(
             name, list(ids), with_payload=True, with_vectors=with_vectors
         )
-        found = {str(record.id): _stored(record) for record in records}
+        found = {str(record.id): stored_point(record) for record in records}
         return [found[i] for i in dict.fromkeys(ids) if i in found]
 
     def _query_input(
@@ -490,7 +401,7 @@ class QdrantStore:
             score_threshold=score_threshold,
             with_payload=True,
         )
-        return [_scored(point) for point in response.points]
+        return [scored_point(point) for point in response.points]
 
     @_translate_errors
     def query_groups(
@@ -518,7 +429,7 @@ class QdrantStore:
             with_payload=True,
         )
         return [
-            PointGroup(key=group.id, hits=[_scored(hit) for hit in group.hits])
+            PointGroup(key=group.id, hits=[scored_point(hit) for hit in group.hits])
             for group in result.groups
         ]
 
@@ -564,7 +475,7 @@ class QdrantStore:
             score_threshold=score_threshold,
             with_payload=True,
         )
-        return [_scored(point) for point in response.points]
+        return [scored_point(point) for point in response.points]
 
     @_translate_errors
     def facet(
@@ -603,7 +514,7 @@ class QdrantStore:
             with_payload=True,
             with_vectors=with_vectors,
         )
-        return [_stored(r) for r in records], None if next_offset is None else str(next_offset)
+        return [stored_point(r) for r in records], None if next_offset is None else str(next_offset)
 
     @_translate_errors
     def collections(self) -> list[CollectionInfo]:

@@ -8,9 +8,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from flask import Blueprint, g, request
+from flask_wtf.csrf import CSRFProtect  # type: ignore[import-untyped]
 
-from ingest.runtime import current_model_id
-from search_api.services import Services, current_services
+from ingest.store.current import current_model_id
+from search_api.web.services import Services, current_services
 
 _SEARCH_API = Path(__file__).resolve().parent.parent
 PREFIX = "/admin"
@@ -23,6 +24,8 @@ bp = Blueprint(
     static_folder=str(_SEARCH_API / "static" / "admin"),
     static_url_path="/static",
 )
+# Every form of the page carries a token; installed on the app by ``setup.register_admin``.
+csrf = CSRFProtect()
 
 # Same rule as ModelSpec ids: anything else cannot name a collection, so it is not passed on.
 _MODEL_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,199}")
@@ -42,7 +45,7 @@ def chosen_model(raw: str | None) -> str:
     model_id = (raw or "").strip()
     if not _MODEL_ID.fullmatch(model_id):
         model_id = current_model_id(svc.settings, svc.store)
-    # search_api.errors reads it to tell "no collection yet" from "unknown model".
+    # search_api.web.errors reads it to tell "no collection yet" from "unknown model".
     g.model_id = model_id
     return model_id
 

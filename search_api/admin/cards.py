@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import url_for
 
-from ingest.thumbnails import is_thumbnail_key
+from ingest.images.thumbnails import is_thumbnail_key
 
 PLACEHOLDER = "placeholder.svg"
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from flask import flash, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from ingest.duplicates import resolve_threshold
+from ingest.duplicates.thresholds import resolve_threshold
 from schemas.duplicates import DuplicateGroup, DuplicateJob, DuplicateJobStatus, DuplicatePage
 from search_api.admin.blueprint import (
     bp,
@@ -28,7 +28,7 @@ from search_api.admin.blueprint import (
 from search_api.admin.cards import Card
 from search_api.admin.problems import Outcome, attempt
 from search_api.admin.search_views import model_options
-from search_api.errors import ApiError
+from search_api.web.errors import ApiError
 
 GROUPS_PER_PAGE = 10
 MAX_OFFSET = 1_000_000

@@ -89,7 +89,7 @@ def _scale(values: list[float], low: float, high: float) -> list[float]:
 
 def cluster_map(query: ClusterQuery) -> MapView:
     """Cluster the subset and lay its points out on the SVG canvas."""
-    from search_api.clusters import cluster_items  # scikit-learn: imported on first use
+    from search_api.queries.clusters import cluster_items
 
     result = cluster_items(services().store, query)
     placed: list[tuple[ClusterMember, int | None]] = [

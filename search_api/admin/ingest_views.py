@@ -10,12 +10,12 @@ from typing import Any
 from flask import abort, flash, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from ingest.runtime import current_model_id
+from ingest.state.throughput import WINDOW_MINUTES, Throughput, cached_measure
+from ingest.store.current import current_model_id
 from schemas.events import EventState
 from search_api.admin.blueprint import back_to, bp, services
 from search_api.admin.cards import item_url
 from search_api.admin.problems import attempt, wants_json
-from search_api.admin.throughput import WINDOW_MINUTES, Throughput, cached_measure
 from search_api.admin.uploads import Batch, BatchEntry, Batches, UploadedFile, plan_upload
 
 MAX_DEAD_LETTERS_SHOWN = 200

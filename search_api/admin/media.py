@@ -16,11 +16,11 @@ from pathlib import Path
 from flask import Response, abort
 
 from ingest.errors import InvalidImage
-from ingest.images import decode_image
-from ingest.sources import BlobStore
-from ingest.thumbnails import THUMBNAIL_MEDIA_TYPE, is_thumbnail_key, make_thumbnail
+from ingest.images.blobs import BlobStore
+from ingest.images.decode import decode_image
+from ingest.images.thumbnails import THUMBNAIL_MEDIA_TYPE, is_thumbnail_key, make_thumbnail
 from search_api.admin.blueprint import bp, services
-from search_api.queries import embed_query_image
+from search_api.queries.similar import embed_query_image
 
 log = logging.getLogger(__name__)
 

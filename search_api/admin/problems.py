@@ -17,9 +17,9 @@ from flask import Response, current_app, g, render_template, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from ingest.duplicates import DuplicateJobNotFound
 from ingest.errors import InvalidImage, LookalikeError, ModelNotFound
-from search_api.errors import (
+from ingest.state.duplicate_jobs import DuplicateJobNotFound
+from search_api.web.errors import (
     ApiError,
     error_response,
     field_errors,
@@ -96,7 +96,7 @@ def _is_csrf_error(error: Exception) -> bool:
 
 def problem_of(error: Exception) -> Problem:
     """The readable form of any exception a view may meet."""
-    from workers.embedded_redis import EmbeddedRedisError
+    from search_api.cli.embedded.redis_server import EmbeddedRedisError
 
     if isinstance(error, ApiError):
         return Problem(error.status, error.code, error.message)
@@ -147,7 +147,7 @@ def problem_of(error: Exception) -> Problem:
 
 
 def _unknown_model_message(fallback: str) -> str:
-    from search_api.services import current_services
+    from search_api.web.services import current_services
 
     model_id = g.get("model_id")
     if not isinstance(model_id, str):

@@ -10,8 +10,9 @@ from typing import Any, Literal
 from flask import flash, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from ingest.duplicates import near_duplicates, resolve_threshold
-from ingest.images import decode_image
+from ingest.duplicates.matches import near_duplicates
+from ingest.duplicates.thresholds import resolve_threshold
+from ingest.images.decode import decode_image
 from schemas.events import DeleteEvent
 from schemas.points import FacetCount, MatchCondition, PayloadFilter, StoredPoint
 from schemas.queries import FacetQuery, GroupQuery, SimilarityQuery
@@ -28,8 +29,8 @@ from search_api.admin.cards import Card
 from search_api.admin.media import query_images, query_vector
 from search_api.admin.problems import Outcome, Problem, attempt, problem_of, wants_json
 from search_api.admin.state import SearchState
-from search_api.errors import ApiError
-from search_api.queries import facet_counts, group_query, run_query
+from search_api.queries.similar import facet_counts, group_query, run_query
+from search_api.web.errors import ApiError
 
 # Checking an upload decodes it at this size: enough to know it is a whole, sane picture.
 CHECK_DRAFT_SIZE = 224

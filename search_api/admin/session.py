@@ -18,7 +18,7 @@ from flask import current_app, g, redirect, render_template, request, session, u
 from werkzeug.wrappers import Response
 
 from schemas.settings import ApiRole
-from search_api.admin.blueprint import bp, safe_next, services
+from search_api.admin.blueprint import bp, csrf, safe_next, services
 from search_api.admin.problems import Problem, render_problem, wants_json
 
 SESSION_KEY = "admin"
@@ -102,7 +102,6 @@ def check_key(presented: str) -> tuple[Admin | None, Problem | None]:
 @bp.before_request
 def guard() -> Any:
     """CSRF check on every form, then sign-in on every page but the sign-in page."""
-    from search_api.admin.setup import csrf
 
     if request.method not in _SAFE_METHODS:
         csrf.protect()  # raises CSRFError, shown by the blueprint's error handler

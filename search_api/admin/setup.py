@@ -10,10 +10,8 @@ from typing import Any
 from flask import Flask, g
 
 # flask_wtf ships no type hints; only its CSRF protection is used (forms are plain HTML).
-from flask_wtf.csrf import CSRFProtect  # type: ignore[import-untyped]
-
 from ingest.errors import ModelError, StoreError
-from ingest.runtime import current_model_id
+from ingest.store.current import current_model_id
 from schemas.settings import Settings
 from search_api.admin import (  # noqa: F401  (importing the views registers their routes)
     duplicate_views,
@@ -23,13 +21,12 @@ from search_api.admin import (  # noqa: F401  (importing the views registers the
     search_views,
     session,
 )
-from search_api.admin.blueprint import bp
+from search_api.admin.blueprint import bp, csrf
 from search_api.admin.cards import template_helpers
 from search_api.admin.problems import Problem, problem_of, render_problem
-from search_api.services import EXTENSION, Services, current_services
+from search_api.web.services import EXTENSION, Services, current_services
 
 log = logging.getLogger(__name__)
-csrf = CSRFProtect()
 
 NAV = (
     ("admin_ui.search", "Search"),

@@ -13,7 +13,7 @@ from typing import Any
 
 from werkzeug.datastructures import MultiDict
 
-from ingest.bulk import parse_cell
+from ingest.ingestion.bulk import parse_cell
 from schemas.points import AnyOfCondition, Condition, MatchCondition, PayloadFilter, RangeCondition
 from schemas.settings import AdminSettings
 from search_api.admin.blueprint import QueryPairs, parse_float, parse_int

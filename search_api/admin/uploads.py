@@ -22,9 +22,9 @@ from typing import Any
 import redis
 from pydantic import BaseModel, Field
 
-from ingest.bulk import parse_cell
-from ingest.images import decode_image
-from ingest.tracking import STATUS_TTL
+from ingest.images.decode import decode_image
+from ingest.ingestion.bulk import parse_cell
+from ingest.state.events import STATUS_TTL
 from schemas.events import UploadEvent
 from schemas.settings import Settings
 from search_api.admin.problems import problem_of

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from ingest.runtime import current_model_id, enabled_model_ids
+from ingest.store.current import current_model_id, enabled_model_ids
 from schemas.api import (
     CollectionList,
     DeadLetterList,
@@ -15,8 +15,8 @@ from schemas.api import (
 )
 from schemas.settings import ApiRole
 from search_api.api.openapi import API_PREFIX, endpoint
-from search_api.errors import ApiError
-from search_api.services import current_services
+from search_api.web.errors import ApiError
+from search_api.web.services import current_services
 
 bp = Blueprint("admin", __name__, url_prefix=API_PREFIX)
 

@@ -7,11 +7,11 @@ from typing import Any
 from flask import g
 
 from ingest.errors import InvalidImage, InvalidImageReason
-from ingest.runtime import current_model_id
-from search_api.errors import ApiError, image_error, invalid_field
-from search_api.metrics import current_metrics
-from search_api.queries import embed_query_image
-from search_api.services import Services, current_services
+from ingest.store.current import current_model_id
+from search_api.queries.similar import embed_query_image
+from search_api.web.errors import ApiError, image_error, invalid_field
+from search_api.web.metrics import current_metrics
+from search_api.web.services import Services, current_services
 
 
 def model_for(requested: str | None) -> str:

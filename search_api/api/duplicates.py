@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from ingest.duplicates import (
-    DuplicateJobNotFound,
-    item_near_duplicates,
-    near_duplicates,
-    resolve_threshold,
-)
+from ingest.duplicates.matches import item_near_duplicates, near_duplicates
+from ingest.duplicates.thresholds import resolve_threshold
+from ingest.state.duplicate_jobs import DuplicateJobNotFound
 from schemas.api import (
     DismissalResult,
     DuplicateJobList,
@@ -26,8 +23,8 @@ from schemas.points import MatchCondition, PayloadFilter
 from schemas.settings import ApiRole
 from search_api.api.common import embed_image, model_for, read_upload
 from search_api.api.openapi import API_PREFIX, endpoint
-from search_api.errors import ApiError, invalid_field, query_errors
-from search_api.services import current_services
+from search_api.web.errors import ApiError, invalid_field, query_errors
+from search_api.web.services import current_services
 
 bp = Blueprint("duplicates", __name__, url_prefix=f"{API_PREFIX}/duplicates")
 TAGS = ("duplicates",)

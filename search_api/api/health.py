@@ -5,12 +5,12 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from ingest.errors import LookalikeError
-from ingest.runtime import current_model_id
+from ingest.store.current import current_model_id
 from schemas.api import Check, Health, Readiness
 from search_api.api.openapi import API_PREFIX, endpoint, spec
-from search_api.errors import ApiError
-from search_api.metrics import current_metrics
-from search_api.services import Services, current_services
+from search_api.web.errors import ApiError
+from search_api.web.metrics import current_metrics
+from search_api.web.services import Services, current_services
 
 bp = Blueprint("health", __name__)
 TAGS = ("health",)

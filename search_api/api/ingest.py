@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint
 
 from ingest.errors import InvalidImage
-from ingest.images import decode_image, sha256_hex
+from ingest.images.decode import decode_image, sha256_hex
 from schemas.api import (
     AcceptedUpload,
     EventAccepted,
@@ -23,8 +23,8 @@ from schemas.points import MatchCondition, PayloadFilter
 from schemas.settings import ApiRole
 from search_api.api.common import model_for, read_upload
 from search_api.api.openapi import API_PREFIX, endpoint
-from search_api.errors import ApiError, image_error, invalid_field
-from search_api.services import current_services
+from search_api.web.errors import ApiError, image_error, invalid_field
+from search_api.web.services import current_services
 
 bp = Blueprint("ingest", __name__, url_prefix=API_PREFIX)
 TAGS = ("ingest",)

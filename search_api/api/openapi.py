@@ -16,9 +16,9 @@ from spectree.models import InType, SecureType
 
 from schemas.api import ErrorBody
 from schemas.settings import ApiRole
-from search_api.auth import BEARER_SCHEME, HEADER_SCHEME, SECURITY
-from search_api.errors import ApiError, validation_error
-from search_api.services import current_services
+from search_api.web.auth import BEARER_SCHEME, HEADER_SCHEME, SECURITY
+from search_api.web.errors import ApiError, validation_error
+from search_api.web.services import current_services
 
 API_PREFIX = "/api/v1"
 DOCS_PATH = "api/v1/docs"  # Swagger UI etc. at /api/v1/docs/<ui>/

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from flask import Blueprint, g
 
-from ingest.reindex import ReindexJobs, ReindexRefused, check_reindex
-from ingest.runtime import current_model_id
+from ingest.reindex.checks import ReindexRefused, check_reindex
+from ingest.state.reindex_jobs import ReindexJobs
+from ingest.store.current import current_model_id
 from schemas.reindex import ReindexJob, ReindexRequest
 from schemas.settings import ApiRole
 from search_api.api.openapi import API_PREFIX, endpoint
-from search_api.errors import ApiError
-from search_api.services import Services, current_services
+from search_api.web.errors import ApiError
+from search_api.web.services import Services, current_services
 
 bp = Blueprint("reindex", __name__, url_prefix=API_PREFIX)
 TAGS = ("collections",)

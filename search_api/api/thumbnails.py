@@ -6,11 +6,11 @@ from typing import Final
 
 from flask import Blueprint, Response, request
 
-from ingest.thumbnails import THUMBNAIL_KEY_PATTERN, THUMBNAIL_MEDIA_TYPE, is_thumbnail_key
+from ingest.images.thumbnails import THUMBNAIL_KEY_PATTERN, THUMBNAIL_MEDIA_TYPE, is_thumbnail_key
 from schemas.settings import ApiRole
 from search_api.api.openapi import API_PREFIX, endpoint
-from search_api.errors import ApiError
-from search_api.services import current_services
+from search_api.web.errors import ApiError
+from search_api.web.services import current_services
 
 bp = Blueprint("thumbnails", __name__, url_prefix=API_PREFIX)
 # A key is the sha256 of the bytes, so what it names never changes: cache it for a year. Private

@@ -25,8 +25,8 @@ import yaml
 from pydantic import BaseModel
 
 from schemas.settings import Settings
-from search_api.app import create_app
 from search_api.cli import cli
+from search_api.web.app import create_app
 from workers.app import QUEUE
 
 REPO = Path(__file__).resolve().parents[2]

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
+from search_api.cli.embedded.redis_server import PID_FILE
 from tests.support import FIXTURES, TEST_MODEL_ID
-from workers.embedded_redis import PID_FILE
 
 START_TIMEOUT = 180.0  # builds and ingests the sample catalog on a shared 2-core machine
 STOP_TIMEOUT = 60.0

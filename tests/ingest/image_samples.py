@@ -1,6 +1,6 @@
 """Image factories for tests: pictures with known content, encoded in memory, plus hostile bytes.
 
-Importing ``ingest.images`` registers the HEIF opener, which ``encode(..., "HEIF")`` needs.
+Importing ``ingest.images.decode`` registers the HEIF opener, which ``encode(..., "HEIF")`` needs.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-import ingest.images  # noqa: F401  (registers the HEIF plugin for encoding)
+import ingest.images.decode  # noqa: F401  (registers the HEIF plugin for encoding)
 
 RED = (255, 0, 0)
 GREEN = (0, 160, 0)

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 
-from ingest.bulk import (
+from ingest.images.decode import load_for_model
+from ingest.ingestion.bulk import (
     BulkIngestor,
     SourceImage,
     catalog_sources,
@@ -19,10 +20,8 @@ from ingest.bulk import (
     image_extensions,
     parse_cell,
 )
-from ingest.images import load_for_model
-from ingest.pipeline import ModelRuntime
-from ingest.registry import ModelRegistry
-from ingest.runtime import load_runtime
+from ingest.models.registry import ModelRegistry
+from ingest.models.runtime import ModelRuntime, load_runtime
 from ingest.store.base import point_id
 from ingest.store.qdrant import QdrantStore
 from schemas.ingestion import IngestSummary

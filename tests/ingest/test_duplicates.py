@@ -16,23 +16,20 @@ import redis
 from PIL import Image
 from qdrant_client import QdrantClient
 
-from ingest.duplicates import (
-    DuplicateJobNotFound,
-    DuplicateResults,
+from ingest.duplicates.groups import find_duplicate_groups, pair
+from ingest.duplicates.jobs import run_duplicate_job
+from ingest.duplicates.matches import item_near_duplicates, near_duplicates
+from ingest.duplicates.thresholds import (
     calibrate_threshold,
     default_threshold,
-    find_duplicate_groups,
-    item_near_duplicates,
-    near_duplicates,
-    pair,
     resolve_threshold,
-    run_duplicate_job,
 )
 from ingest.errors import StoreError
-from ingest.images import load_for_model
-from ingest.registry import ModelRegistry
-from ingest.runtime import load_runtime
-from ingest.samples import VARIANTS
+from ingest.images.decode import load_for_model
+from ingest.ingestion.samples import VARIANTS
+from ingest.models.registry import ModelRegistry
+from ingest.models.runtime import load_runtime
+from ingest.state.duplicate_jobs import DuplicateJobNotFound, DuplicateResults
 from ingest.store.qdrant import QdrantStore
 from schemas.duplicates import (
     DuplicateGroup,
@@ -44,9 +41,9 @@ from schemas.duplicates import (
 from schemas.models import ModelFamily, ModelManifest, ModelSpec
 from schemas.points import NewPoint, ScoredPoint
 from schemas.settings import Settings
+from search_api.cli.embedded.redis_server import EmbeddedRedis
 from tests.ingest.catalog_samples import distinct_picture
 from tests.support import TEST_MODEL_ID
-from workers.embedded_redis import EmbeddedRedis
 
 DIM = 8
 MODEL = "synthetic-8d"

@@ -9,9 +9,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from ingest.embedder import OnnxEmbedder, inspect_onnx, load_embedder
 from ingest.errors import ChecksumMismatch, ModelError, ModelNotFound
-from ingest.registry import ModelRegistry
+from ingest.models.embedder import OnnxEmbedder, load_embedder
+from ingest.models.onnx_session import inspect_onnx
+from ingest.models.registry import ModelRegistry
 from schemas.models import ModelFamily, ModelManifest, ModelSpec, OutputKind
 from tests.support import TEST_MODEL_DIR
 

@@ -14,10 +14,11 @@ import pytest
 from qdrant_client import QdrantClient
 
 from ingest.errors import StoreUnavailable
-from ingest.events import EventHandler, Outcome
-from ingest.registry import ModelRegistry
-from ingest.runtime import load_runtime
-from ingest.sources import BlobStore, SourceResolver
+from ingest.images.blobs import BlobStore
+from ingest.images.sources import SourceResolver
+from ingest.ingestion.handler import EventHandler, Outcome
+from ingest.models.registry import ModelRegistry
+from ingest.models.runtime import load_runtime
 from ingest.store.qdrant import QdrantStore
 from schemas.events import DeleteEvent, UpdatePayloadEvent, UploadEvent
 from schemas.models import ModelManifest

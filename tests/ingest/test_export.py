@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from ingest.errors import ModelError
-from ingest.export import build_backbone, export_onnx
-from ingest.registry import KNOWN_MODELS, ModelRegistry
+from ingest.models.export import build_backbone, export_onnx
+from ingest.models.registry import KNOWN_MODELS, ModelRegistry
 from search_api.cli import cli
 from tests.support import TEST_MODEL_DIR, TEST_MODEL_ID
 

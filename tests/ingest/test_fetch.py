@@ -1,4 +1,4 @@
-"""Tests for ingest.fetch against a real HTTP server on 127.0.0.1."""
+"""Tests for ingest.models.fetch against a real HTTP server on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ingest.errors import ChecksumMismatch, DownloadFailed, ModelError
-from ingest.fetch import download_file
+from ingest.models.fetch import download_file
 from tests.http_support import QuietHandler, ServerState, clear_proxies, serving
 
 # Bigger than the 1 MiB read size, so hashing and writing across chunks is exercised.

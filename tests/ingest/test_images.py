@@ -1,4 +1,4 @@
-"""ingest.images: reading, decoding (every format and mode), hostile input, preprocessing."""
+"""ingest.images.decode: reading, decoding (every format and mode), hostile input, preprocessing."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pytest
 from PIL import Image, ImageFile
 
 from ingest.errors import InvalidImage, InvalidImageReason
-from ingest.images import (
+from ingest.images.decode import (
     SUPPORTED_FORMATS,
     decode_image,
     load_for_model,

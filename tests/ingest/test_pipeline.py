@@ -10,16 +10,15 @@ import pytest
 from qdrant_client import QdrantClient
 
 from ingest.errors import InvalidImage, InvalidImageReason
-from ingest.images import load_for_model
-from ingest.pipeline import (
+from ingest.images.decode import load_for_model
+from ingest.ingestion.pipeline import (
     ImageJob,
-    ModelRuntime,
     embed_and_store,
     embed_prepared,
     prepare_image,
     store_vectors,
 )
-from ingest.runtime import load_runtime
+from ingest.models.runtime import ModelRuntime, load_runtime
 from ingest.store.base import point_id
 from ingest.store.qdrant import QdrantStore
 from schemas.settings import Settings

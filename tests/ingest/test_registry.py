@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ingest.errors import ModelError, ModelNotFound
-from ingest.registry import KNOWN_MODELS, ModelRegistry, file_sha256
+from ingest.models.registry import KNOWN_MODELS, ModelRegistry, file_sha256
 from schemas.models import ModelFamily, OutputKind
 from tests.support import TEST_MODEL_ID
 

@@ -12,28 +12,25 @@ import pytest
 import redis
 
 from ingest.errors import ModelNotFound, StoreError
-from ingest.events import EventHandler, Outcome
-from ingest.pipeline import ImageJob, embed_prepared, prepare_image
-from ingest.registry import ModelRegistry
-from ingest.reindex import (
-    Reindexer,
-    ReindexJobs,
-    ReindexRefused,
-    Step,
-    check_reindex,
-)
-from ingest.runtime import current_model_id, load_runtime
-from ingest.sources import SourceResolver
+from ingest.images.sources import SourceResolver
+from ingest.ingestion.handler import EventHandler, Outcome
+from ingest.ingestion.pipeline import ImageJob, embed_prepared, prepare_image
+from ingest.models.registry import ModelRegistry
+from ingest.models.runtime import load_runtime
+from ingest.reindex.checks import ReindexRefused, check_reindex
+from ingest.reindex.reindexer import Reindexer, Step
+from ingest.state.reindex_jobs import ReindexJobs
 from ingest.store.base import SYSTEM_PAYLOAD_KEYS, point_id
+from ingest.store.current import current_model_id
 from ingest.store.qdrant import QdrantStore
 from schemas.events import DeleteEvent, UpdatePayloadEvent, UploadEvent
 from schemas.models import Preprocessing
 from schemas.points import StoredPoint
 from schemas.reindex import ReindexState
 from schemas.settings import Settings, SourceSettings
+from search_api.cli.embedded.redis_server import EmbeddedRedis
 from tests.ingest.catalog_samples import distinct_picture
 from tests.support import TEST_MODEL_DIR, TEST_MODEL_ID
-from workers.embedded_redis import EmbeddedRedis
 
 # The test ONNX file again, with other normalisation: same dimension, different vectors.
 OTHER_MODEL_ID = "tiny-random-other"

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from ingest.errors import ChecksumMismatch, ModelNotFound
-from ingest.registry import KNOWN_MODELS, ModelRegistry, file_sha256
-from ingest.resolve import resolve_model
+from ingest.models.registry import KNOWN_MODELS, ModelRegistry, file_sha256
+from ingest.models.resolve import resolve_model
 from tests.http_support import ServerState, clear_proxies, serving
 from tests.support import TEST_MODEL_DIR, TEST_MODEL_ID
 

@@ -1,4 +1,4 @@
-"""Tests for ingest.sources: real files, real symlinks and a real HTTP server on 127.0.0.1."""
+"""Tests for ingest.images.sources: real files, real symlinks, a real HTTP server on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from ingest.errors import InvalidImage, InvalidImageReason, SourceUnavailable
-from ingest.sources import BlobStore, SourceResolver
+from ingest.images.blobs import BlobStore
+from ingest.images.sources import SourceResolver
 from schemas.settings import ImageLimits, Settings, SourceSettings
 from tests.http_support import QuietHandler, ServerState, clear_proxies, serving
 

@@ -20,7 +20,8 @@ from qdrant_client.common import client_warnings
 
 from ingest.errors import CollectionMismatch, ItemNotFound, StoreError, StoreUnavailable
 from ingest.store.base import point_id
-from ingest.store.qdrant import QdrantStore, to_qdrant_filter
+from ingest.store.qdrant import QdrantStore
+from ingest.store.qdrant_convert import to_qdrant_filter
 from schemas.models import ModelManifest, ModelSpec
 from schemas.points import (
     AnyOfCondition,

@@ -15,21 +15,26 @@ import pytest
 from PIL import Image
 from qdrant_client import QdrantClient
 
-from ingest import pipeline
-from ingest.bulk import BulkIngestor, folder_sources
-from ingest.events import EventHandler, Outcome
-from ingest.images import decode_image, load_for_model
-from ingest.pipeline import ImageJob, ModelRuntime, prepare_image, prepare_images, store_thumbnail
-from ingest.registry import ModelRegistry
-from ingest.runtime import load_runtime
-from ingest.sources import SourceResolver
-from ingest.store.qdrant import QdrantStore
-from ingest.thumbnails import (
+from ingest.images.decode import decode_image, load_for_model
+from ingest.images.sources import SourceResolver
+from ingest.images.thumbnails import (
     ThumbnailStore,
     is_thumbnail_key,
     make_thumbnail,
     thumbnail_dimensions,
 )
+from ingest.ingestion import pipeline
+from ingest.ingestion.bulk import BulkIngestor, folder_sources
+from ingest.ingestion.handler import EventHandler, Outcome
+from ingest.ingestion.pipeline import (
+    ImageJob,
+    prepare_image,
+    prepare_images,
+    store_thumbnail,
+)
+from ingest.models.registry import ModelRegistry
+from ingest.models.runtime import ModelRuntime, load_runtime
+from ingest.store.qdrant import QdrantStore
 from schemas.events import UploadEvent
 from schemas.models import Preprocessing
 from schemas.points import StoredPoint
@@ -278,7 +283,7 @@ def test_a_thumbnail_that_cannot_be_written_is_logged_and_skipped(
         Settings().images,
         thumbnail_size=64,
     )
-    with caplog.at_level(logging.WARNING, logger="ingest.pipeline"):
+    with caplog.at_level(logging.WARNING, logger="ingest.ingestion.pipeline"):
         stored = store_thumbnail(unwritable(tmp_path), images)
     assert [image.thumbnail_key for image in stored.values()] == [None]
     assert "thumbnail of sku-1" in caplog.text
@@ -350,7 +355,7 @@ def test_bulk_ingestion_keeps_embeddings_when_thumbnails_cannot_be_written(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     ingestor = BulkIngestor(store, runtimes[:1], settings.images, thumbnails=unwritable(tmp_path))
-    with caplog.at_level(logging.WARNING, logger="ingest.pipeline"):
+    with caplog.at_level(logging.WARNING, logger="ingest.ingestion.pipeline"):
         summary = ingestor.run(
             folder_sources(write_photo_folder(tmp_path / "photos")), progress=False
         )

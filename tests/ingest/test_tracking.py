@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import redis
 
-from ingest.tracking import STATUS_TTL, EventTracker
+from ingest.state.events import STATUS_TTL, EventTracker
 from schemas.events import DeadLetter, EventState, EventStatus
-from workers.embedded_redis import EmbeddedRedis
+from search_api.cli.embedded.redis_server import EmbeddedRedis
 
 
 def _tracker(server: EmbeddedRedis) -> EventTracker:

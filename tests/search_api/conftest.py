@@ -18,20 +18,20 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
-from ingest.bulk import BulkIngestor, catalog_sources
-from ingest.duplicates import run_duplicate_job
-from ingest.events import EventHandler, EventResult, Outcome
-from ingest.runtime import load_runtime
-from ingest.sources import SourceResolver
+from ingest.duplicates.jobs import run_duplicate_job
+from ingest.images.sources import SourceResolver
+from ingest.ingestion.bulk import BulkIngestor, catalog_sources
+from ingest.ingestion.handler import EventHandler, EventResult, Outcome
+from ingest.models.runtime import load_runtime
 from ingest.store.qdrant import QdrantStore
 from schemas.events import DeadLetter, DeleteEvent, EventStatus, UpdatePayloadEvent, UploadEvent
 from schemas.settings import ApiKey, ApiRole, ApiSettings, Settings
-from search_api.app import create_app
-from search_api.services import Services
+from search_api.cli.embedded.redis_server import EmbeddedRedis
+from search_api.web.app import create_app
+from search_api.web.services import Services
 from tests.ingest.catalog_samples import CATALOG_SIZE, catalog_row, distinct_picture, write_catalog
 from workers.app import DELETE_TASK, INGEST_TASK, QUEUE, UPDATE_PAYLOAD_TASK
 from workers.duplicate_tasks import FIND_DUPLICATES_TASK
-from workers.embedded_redis import EmbeddedRedis
 
 KEYS = {
     ApiRole.SEARCH: "search-key-0123456789",

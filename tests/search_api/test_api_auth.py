@@ -11,9 +11,9 @@ from flask.testing import FlaskClient
 
 from ingest.store.qdrant import QdrantStore
 from schemas.settings import ApiKey, ApiRole, ApiSettings, Settings
-from search_api.app import create_app
-from search_api.auth import KeyRing
-from search_api.services import Services
+from search_api.web.app import create_app
+from search_api.web.auth import KeyRing
+from search_api.web.services import Services
 from tests.search_api.conftest import KEYS, Catalog, auth, jpeg
 
 SEARCH, INGEST, ADMIN = ApiRole.SEARCH, ApiRole.INGEST, ApiRole.ADMIN
@@ -116,7 +116,7 @@ def test_without_keys_the_api_is_open_and_says_so(
     api_settings: Settings, store: QdrantStore, catalog: Catalog, caplog: pytest.LogCaptureFixture
 ) -> None:
     services = Services(api_settings.model_copy(update={"api": ApiSettings()}), store=store)
-    with caplog.at_level(logging.WARNING, logger="search_api.app"):
+    with caplog.at_level(logging.WARNING, logger="search_api.web.app"):
         app = create_app(services=services)
     try:
         client = app.test_client()

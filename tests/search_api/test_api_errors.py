@@ -13,7 +13,7 @@ from qdrant_client import QdrantClient
 
 from ingest.store.qdrant import QdrantStore
 from schemas.settings import ApiSettings, Settings
-from search_api.services import Services
+from search_api.web.services import Services
 from tests.search_api.conftest import (
     Catalog,
     admin_client,

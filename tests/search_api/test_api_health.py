@@ -10,8 +10,8 @@ from flask.testing import FlaskClient
 
 from ingest.store.qdrant import QdrantStore
 from schemas.settings import Settings
-from search_api.app import create_app
-from search_api.services import Services
+from search_api.web.app import create_app
+from search_api.web.services import Services
 from tests.search_api.conftest import Catalog, free_port, jpeg
 
 

@@ -9,9 +9,9 @@ from typing import Any
 
 from flask.testing import FlaskClient
 
-from ingest.registry import ModelRegistry
-from ingest.sources import BlobStore
-from search_api.services import Services
+from ingest.images.blobs import BlobStore
+from ingest.models.registry import ModelRegistry
+from search_api.web.services import Services
 from tests.search_api.conftest import Catalog, InProcessWorker, jpeg
 from tests.support import TEST_MODEL_ID
 

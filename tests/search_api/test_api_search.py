@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from search_api.queries import embed_query_image
-from search_api.services import Services
+from search_api.queries.similar import embed_query_image
+from search_api.web.services import Services
 from tests.ingest.catalog_samples import CATALOG_SIZE, PRICES
 from tests.search_api.conftest import Catalog
 from tests.support import TEST_MODEL_ID

@@ -19,9 +19,9 @@ from click.testing import CliRunner
 
 from schemas.settings import ApiRole, Settings
 from search_api.cli import cli
-from search_api.server import check_workers, server_options
+from search_api.cli.embedded.redis_server import EmbeddedRedis
+from search_api.web.server import check_workers, server_options
 from tests.search_api.conftest import KEYS, free_port
-from workers.embedded_redis import EmbeddedRedis
 
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_SECONDS = 60

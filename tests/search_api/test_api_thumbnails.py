@@ -14,11 +14,11 @@ from PIL import Image
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
-from ingest.bulk import BulkIngestor, catalog_sources
-from ingest.runtime import load_runtime
+from ingest.ingestion.bulk import BulkIngestor, catalog_sources
+from ingest.models.runtime import load_runtime
 from ingest.store.qdrant import QdrantStore
 from schemas.settings import ApiRole, Settings
-from search_api.services import Services
+from search_api.web.services import Services
 from tests.ingest.catalog_samples import CATALOG_SIZE, write_catalog
 from tests.search_api.conftest import auth, error_of
 

@@ -22,7 +22,7 @@ import onnx
 import pytest
 from click.testing import CliRunner, Result
 
-from ingest.registry import ModelRegistry, file_sha256
+from ingest.models.registry import ModelRegistry, file_sha256
 from ingest.store.qdrant import QdrantStore
 from schemas.models import ModelFamily, ResizeMode
 from schemas.settings import Settings

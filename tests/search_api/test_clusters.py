@@ -16,7 +16,7 @@ from ingest.store.qdrant import QdrantStore
 from schemas.models import ModelManifest, ModelSpec
 from schemas.points import AnyOfCondition, MatchCondition, NewPoint, PayloadFilter
 from schemas.queries import MAX_CLUSTER_POINTS, ClusterMember, ClusterQuery, ClusterResult
-from search_api.clusters import TooManyPoints, cluster_items
+from search_api.queries.clusters import TooManyPoints, cluster_items
 
 DIM = 32
 MODEL_ID = "blobs"

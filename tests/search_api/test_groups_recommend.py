@@ -14,9 +14,9 @@ import pytest
 from pydantic import ValidationError
 from qdrant_client import QdrantClient
 
-from ingest.bulk import BulkIngestor, catalog_sources
 from ingest.errors import ItemNotFound
-from ingest.runtime import load_runtime
+from ingest.ingestion.bulk import BulkIngestor, catalog_sources
+from ingest.models.runtime import load_runtime
 from ingest.store.base import point_id
 from ingest.store.qdrant import QdrantStore
 from schemas.models import ModelManifest, ModelSpec
@@ -38,12 +38,7 @@ from schemas.queries import (
 )
 from schemas.settings import Settings
 from search_api import queries
-from search_api.queries import (
-    facet_counts,
-    group_query,
-    recommend_items,
-    run_query,
-)
+from search_api.queries.similar import facet_counts, group_query, recommend_items, run_query
 from tests.ingest.catalog_samples import CATALOG_SIZE, catalog_row, write_csv, write_picture
 from tests.support import TEST_MODEL_ID
 

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ingest.bulk import BulkIngestor, catalog_sources
 from ingest.errors import ItemNotFound
-from ingest.runtime import load_runtime
+from ingest.ingestion.bulk import BulkIngestor, catalog_sources
+from ingest.models.runtime import load_runtime
 from ingest.store.qdrant import QdrantStore
 from schemas.points import MatchCondition, PayloadFilter, RangeCondition, ScoredPoint
 from schemas.queries import SimilarityQuery
 from schemas.settings import Settings
-from search_api.queries import embed_query_image, run_query
+from search_api.queries.similar import embed_query_image, run_query
 from tests.ingest.catalog_samples import (
     CATALOG_SIZE,
     catalog_row,

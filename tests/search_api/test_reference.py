@@ -13,8 +13,8 @@ import platformdirs
 import pytest
 from pydantic import BaseModel, Field, ValidationError
 
+from docs.reference import generate as reference
 from schemas.settings import Settings
-from search_api import reference
 
 ROOT = Path(__file__).resolve().parents[2]
 GENERATED = (reference.CONFIGURATION_MD, reference.API_MD, reference.ENV_EXAMPLE)
@@ -64,7 +64,7 @@ def _committed(relative: Path) -> str:
 @pytest.mark.parametrize("relative", GENERATED, ids=str)
 def test_committed_reference_is_fresh(generated: Mapping[Path, str], relative: Path) -> None:
     assert _committed(relative) == generated[relative], (
-        f"{relative} is stale: run `python -m search_api.reference` (make docs)"
+        f"{relative} is stale: run `python -m docs.reference` (make docs)"
     )
 
 
@@ -240,7 +240,7 @@ def test_write_then_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_module_runs_from_the_command_line(tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "search_api.reference", "--check", "--root", str(tmp_path)]
+    command = [sys.executable, "-m", "docs.reference", "--check", "--root", str(tmp_path)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     assert done.returncode == 1
     assert "docs/configuration.md, docs/api.md, deploy/.env.example" in done.stderr

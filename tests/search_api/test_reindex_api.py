@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from ingest.registry import ModelRegistry
-from ingest.reindex import Reindexer, ReindexJobs
-from ingest.runtime import load_runtime
-from ingest.sources import SourceResolver
+from ingest.images.sources import SourceResolver
+from ingest.models.registry import ModelRegistry
+from ingest.models.runtime import load_runtime
+from ingest.reindex.reindexer import Reindexer
+from ingest.state.reindex_jobs import ReindexJobs
 from schemas.settings import ApiRole, SourceSettings
-from search_api.services import Services
+from search_api.web.services import Services
 from tests.ingest.catalog_samples import CATALOG_SIZE
 from tests.ingest.test_reindex import OTHER_MODEL_ID, register_other_model
 from tests.search_api.conftest import Catalog, auth, error_of

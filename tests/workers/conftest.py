@@ -8,7 +8,7 @@ from typing import Protocol
 
 import pytest
 
-from ingest.registry import ModelRegistry
+from ingest.models.registry import ModelRegistry
 from tests.support import TEST_MODEL_DIR, TEST_MODEL_ID
 from tests.workers.queue_support import QueueStack, stack_env
 

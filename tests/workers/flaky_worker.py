@@ -2,7 +2,7 @@
 
 Run as ``python -m tests.workers.flaky_worker`` with the usual LOOKALIKE_* variables plus
 ``LOOKALIKE_TEST_STORE_DOWN_MARKER=<path>``. It wraps the real store from
-``ingest.runtime.open_store`` in a thin proxy that raises ``StoreUnavailable`` (what the
+``ingest.store.current.open_store`` in a thin proxy that raises ``StoreUnavailable`` (what the
 Qdrant backend raises when the server is down) from every call a worker makes while the
 marker exists, then runs the production ``lookalike worker`` code unchanged. Tests create and
 delete the marker to take the store "down" and bring it back.
@@ -19,12 +19,12 @@ import pytest
 
 import workers.context
 from ingest.errors import StoreUnavailable
-from ingest.runtime import open_store
+from ingest.store.current import open_store
 from ingest.store.qdrant import QdrantStore
 from schemas.models import ModelManifest
 from schemas.points import CollectionInfo, NewPoint, StoredPoint
 from schemas.settings import Settings
-from search_api.cli_queue import run_worker
+from search_api.cli.queue import run_worker
 from tests.workers.queue_support import STORE_DOWN_MARKER_ENV
 
 

@@ -28,8 +28,8 @@ import redis
 from celery import Celery
 from PIL import Image
 
-from ingest.images import sha256_hex
-from ingest.sources import BlobStore
+from ingest.images.blobs import BlobStore
+from ingest.images.decode import sha256_hex
 from ingest.store.base import point_id
 from ingest.store.qdrant import QdrantStore
 from schemas.events import (
@@ -40,9 +40,9 @@ from schemas.events import (
     UploadEvent,
 )
 from schemas.settings import Settings
+from search_api.cli.embedded.redis_server import EmbeddedRedis
 from tests.ingest.image_samples import encode
 from workers.app import configure
-from workers.embedded_redis import EmbeddedRedis
 from workers.publisher import Publisher
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,17 +15,18 @@ from celery import Celery
 from PIL import Image
 from qdrant_client import QdrantClient
 
-from ingest.duplicates import DuplicateResults
 from ingest.errors import StoreError
-from ingest.events import EventHandler
-from ingest.runtime import load_runtime
-from ingest.sources import SourceResolver
+from ingest.images.sources import SourceResolver
+from ingest.ingestion.handler import EventHandler
+from ingest.models.runtime import load_runtime
+from ingest.state.duplicate_jobs import DuplicateResults
+from ingest.state.events import EventTracker
 from ingest.store.qdrant import QdrantStore
-from ingest.tracking import EventTracker
 from schemas.duplicates import DuplicateJobStatus
 from schemas.models import ModelManifest
 from schemas.points import NewPoint, StoredPoint
 from schemas.settings import Settings
+from search_api.cli.embedded.redis_server import EmbeddedRedis
 from tests.ingest.catalog_samples import distinct_picture
 from tests.support import TEST_MODEL_ID
 from tests.workers.conftest import MakeStack
@@ -38,7 +39,6 @@ from workers.duplicate_tasks import (
     find_duplicates,
     results_for,
 )
-from workers.embedded_redis import EmbeddedRedis
 
 
 class WatchedStore(QdrantStore):

@@ -23,7 +23,7 @@ from celery.backends.redis import RedisBackend
 from kombu.connection import Connection
 
 from schemas.settings import Settings
-from workers.embedded_redis import EmbeddedRedis, EmbeddedRedisError, redis_url_for
+from search_api.cli.embedded.redis_server import EmbeddedRedis, EmbeddedRedisError, redis_url_for
 
 REPO = Path(__file__).resolve().parents[2]
 ITEMS = 1000

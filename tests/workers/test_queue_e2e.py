@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pytest
 
-from ingest.images import sha256_hex
+from ingest.images.decode import sha256_hex
 from ingest.store.qdrant import QdrantStore
 from schemas.events import (
     DeleteEvent,

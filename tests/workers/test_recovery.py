@@ -8,8 +8,8 @@ import redis
 
 from schemas.events import EventStatus, UploadEvent
 from schemas.settings import Settings
+from search_api.cli.embedded.redis_server import EmbeddedRedis
 from workers.app import QUEUE, app, configure
-from workers.embedded_redis import EmbeddedRedis
 from workers.publisher import Publisher
 from workers.recovery import UNACKED_KEY, held_event_ids, recover_lost_events
 

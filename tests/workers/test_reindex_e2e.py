@@ -26,13 +26,13 @@ from typing import Any
 
 import pytest
 
-from ingest.images import sha256_hex
-from ingest.registry import ModelRegistry
-from ingest.reindex import ReindexJobs
-from ingest.runtime import current_model_id
+from ingest.images.decode import sha256_hex
+from ingest.models.registry import ModelRegistry
+from ingest.state.reindex_jobs import ReindexJobs
+from ingest.store.current import current_model_id
 from schemas.events import DeleteEvent, EventStatus, UploadEvent
 from schemas.reindex import ReindexJob, ReindexState
-from search_api.cli_reindex import NO_WORKER_HINT_SECONDS
+from search_api.cli.reindex import NO_WORKER_HINT_SECONDS
 from tests.http_support import QuietHandler, ServerState, clear_proxies, serving
 from tests.ingest.test_reindex import OTHER_MODEL_ID, register_other_model
 from tests.support import TEST_MODEL_ID

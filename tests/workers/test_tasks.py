@@ -8,14 +8,14 @@ import pytest
 import redis
 from celery_batches import SimpleRequest
 
-from ingest.events import EventResult
-from ingest.tracking import EventTracker
+from ingest.ingestion.handler import EventResult
+from ingest.state.events import EventTracker
 from schemas.events import EventStatus, UploadEvent
 from schemas.settings import Settings
+from search_api.cli.embedded.redis_server import EmbeddedRedis
 from workers import tasks
 from workers.app import INGEST_TASK
 from workers.context import WorkerContext
-from workers.embedded_redis import EmbeddedRedis
 
 
 class BrokenHandler:

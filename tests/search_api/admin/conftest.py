@@ -21,11 +21,11 @@ from PIL import Image
 from playwright.sync_api import Browser, Page, Playwright, ViewportSize, sync_playwright
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from ingest.bulk import BulkIngestor, catalog_sources
-from ingest.runtime import load_runtime
+from ingest.ingestion.bulk import BulkIngestor, catalog_sources
+from ingest.models.runtime import load_runtime
 from schemas.settings import AdminSettings, ApiRole, Settings
-from search_api.app import create_app
-from search_api.services import Services
+from search_api.web.app import create_app
+from search_api.web.services import Services
 from tests.ingest.catalog_samples import CATALOG_FIELDS, catalog_row, write_catalog, write_csv
 from tests.search_api.conftest import KEYS, InProcessWorker
 

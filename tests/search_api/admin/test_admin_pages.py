@@ -13,7 +13,7 @@ import re
 from playwright.sync_api import FilePayload, Page, expect
 
 from schemas.settings import Settings
-from search_api.services import Services
+from search_api.web.services import Services
 from tests.search_api.admin.conftest import (
     PAGE_SIZE,
     PHONE,

@@ -15,17 +15,17 @@ from flask.testing import FlaskClient
 from PIL import Image
 from werkzeug.datastructures import MultiDict
 
-from ingest.tracking import EventTracker
+from ingest.state.events import EventTracker
+from ingest.state.throughput import measure
 from schemas.events import EventState, EventStatus
 from schemas.points import AnyOfCondition, MatchCondition, RangeCondition
 from schemas.settings import AdminSettings, ApiKey, ApiRole, ApiSettings, Settings
 from search_api.admin.state import SearchState
-from search_api.admin.throughput import measure
 from search_api.admin.uploads import UploadedFile, plan_upload
-from search_api.app import create_app
-from search_api.services import Services
+from search_api.cli.embedded.redis_server import EmbeddedRedis
+from search_api.web.app import create_app
+from search_api.web.services import Services
 from tests.search_api.conftest import KEYS, Catalog, InProcessWorker
-from workers.embedded_redis import EmbeddedRedis
 
 SECRET = "a-test-secret-key-of-at-least-32-characters"  # noqa: S105 (a test value)
 

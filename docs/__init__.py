@@ -1,0 +1,1 @@
+"""Lookalike's documentation and the script that generates its references (not shipped)."""

@@ -1,0 +1,1 @@
+"""Images: safe decoding of hostile input, reference preprocessing, thumbnails, blobs, sources."""

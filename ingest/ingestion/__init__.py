@@ -1,0 +1,1 @@
+"""Ingestion: image to vector to stored point, for queue events, bulk folders and catalogs."""

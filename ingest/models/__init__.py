@@ -1,0 +1,1 @@
+"""Embedding models: the registry, model files and their sources, export, the ONNX embedder."""

@@ -1,0 +1,207 @@
+"""Known embedding models and the models directory (files + manifests)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ingest.errors import ModelError, ModelNotFound
+from schemas.models import ModelFamily, ModelManifest, ModelSpec, OutputKind, Preprocessing
+
+MODEL_FILENAME = "model.onnx"
+MANIFEST_FILENAME = "manifest.json"
+
+_DINOV3 = Preprocessing(input_size=224)  # DINOv3 uses ImageNet statistics too
+
+
+def _onnx_community(repo: str) -> str:
+    # Transformers.js exports: first output is last_hidden_state (batch, tokens, dim).
+    return f"https://huggingface.co/onnx-community/{repo}/resolve/main/onnx/model.onnx"
+
+
+KNOWN_MODELS: dict[str, ModelSpec] = {
+    spec.id: spec
+    for spec in (
+        ModelSpec(
+            id="dinov2-vits14",
+            family=ModelFamily.DINOV2,
+            dimension=384,
+            hf_repo="facebook/dinov2-small",
+            onnx_url=_onnx_community("dinov2-small"),
+            output=OutputKind.TOKENS,
+            description="DINOv2 ViT-S/14, 21M parameters: the default, fast on CPU.",
+        ),
+        ModelSpec(
+            id="dinov2-vitb14",
+            family=ModelFamily.DINOV2,
+            dimension=768,
+            hf_repo="facebook/dinov2-base",
+            onnx_url=_onnx_community("dinov2-base"),
+            output=OutputKind.TOKENS,
+            description="DINOv2 ViT-B/14, 86M parameters (seed 000's choice).",
+        ),
+        ModelSpec(
+            id="dinov2-vitl14",
+            family=ModelFamily.DINOV2,
+            dimension=1024,
+            hf_repo="facebook/dinov2-large",
+            onnx_url=_onnx_community("dinov2-large"),
+            output=OutputKind.TOKENS,
+            description="DINOv2 ViT-L/14, 300M parameters: best quality, slowest.",
+        ),
+        ModelSpec(
+            id="dinov2-vits14-reg4",
+            family=ModelFamily.DINOV2_REG,
+            dimension=384,
+            hf_repo="facebook/dinov2-with-registers-small",
+            description="DINOv2 ViT-S/14 with 4 register tokens.",
+        ),
+        ModelSpec(
+            id="dinov2-vitb14-reg4",
+            family=ModelFamily.DINOV2_REG,
+            dimension=768,
+            hf_repo="facebook/dinov2-with-registers-base",
+            description="DINOv2 ViT-B/14 with 4 register tokens (seed 003's model).",
+        ),
+        ModelSpec(
+            id="dinov2-vitl14-reg4",
+            family=ModelFamily.DINOV2_REG,
+            dimension=1024,
+            hf_repo="facebook/dinov2-with-registers-large",
+            description="DINOv2 ViT-L/14 with 4 register tokens.",
+        ),
+        ModelSpec(
+            id="dinov3-vits16",
+            family=ModelFamily.DINOV3,
+            dimension=384,
+            patch_size=16,
+            preprocessing=_DINOV3,
+            hf_repo="facebook/dinov3-vits16-pretrain-lvd1689m",
+            description="DINOv3 ViT-S/16 (gated on the hub: accept the licence first).",
+        ),
+        ModelSpec(
+            id="dinov3-vitb16",
+            family=ModelFamily.DINOV3,
+            dimension=768,
+            patch_size=16,
+            preprocessing=_DINOV3,
+            hf_repo="facebook/dinov3-vitb16-pretrain-lvd1689m",
+            description="DINOv3 ViT-B/16 (gated on the hub).",
+        ),
+        ModelSpec(
+            id="dinov3-vitl16",
+            family=ModelFamily.DINOV3,
+            dimension=1024,
+            patch_size=16,
+            preprocessing=_DINOV3,
+            hf_repo="facebook/dinov3-vitl16-pretrain-lvd1689m",
+            description="DINOv3 ViT-L/16, seed 002's duplicate detector (gated on the hub).",
+        ),
+    )
+}
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks so large models do not sit in memory twice."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelRegistry:
+    """Known model specs plus what is installed in the models directory."""
+
+    models_dir: Path
+
+    def model_dir(self, model_id: str) -> Path:
+        """Directory holding one model's ONNX file and manifest."""
+        return self.models_dir / model_id
+
+    def installed(self) -> list[ModelManifest]:
+        """Manifests of every model present in the models directory."""
+        if not self.models_dir.is_dir():
+            return []
+        manifests = []
+        for manifest_path in sorted(self.models_dir.glob(f"*/{MANIFEST_FILENAME}")):
+            manifests.append(ModelManifest.model_validate_json(manifest_path.read_text()))
+        return manifests
+
+    def spec(self, model_id: str) -> ModelSpec:
+        """Spec of a known or installed model."""
+        if model_id in KNOWN_MODELS:
+            return KNOWN_MODELS[model_id]
+        manifest_path = self.model_dir(model_id) / MANIFEST_FILENAME
+        if manifest_path.is_file():
+            return ModelManifest.model_validate_json(manifest_path.read_text()).spec
+        known = ", ".join(sorted(KNOWN_MODELS))
+        raise ModelNotFound(
+            f"unknown model {model_id!r}; known models: {known}; "
+            "or add your own ONNX file with `lookalike models register`"
+        )
+
+    def manifest(self, model_id: str) -> ModelManifest:
+        """Manifest of an installed model, or ``ModelNotFound`` saying how to install it."""
+        manifest_path = self.model_dir(model_id) / MANIFEST_FILENAME
+        if not manifest_path.is_file() or not self.model_path(model_id).is_file():
+            self.spec(model_id)  # unknown ids get the "known models" message
+            raise ModelNotFound(
+                f"model {model_id!r} is not installed in {self.models_dir}; get it with "
+                f"`lookalike models fetch {model_id}` (needs network) or "
+                f"`lookalike models export {model_id}` (needs the `export` extra)"
+            )
+        return ModelManifest.model_validate_json(manifest_path.read_text())
+
+    def model_path(self, model_id: str) -> Path:
+        """Path of a model's ONNX file (which may not exist yet)."""
+        return self.model_dir(model_id) / MODEL_FILENAME
+
+    def install(
+        self, spec: ModelSpec, onnx_file: Path, *, source: str, random_weights: bool = False
+    ) -> ModelManifest:
+        """Move or copy an ONNX file into the models directory and write its manifest."""
+        target_dir = self.model_dir(spec.id)
+        target_dir.mkdir(parents=True, exist_ok=True)
+        target = target_dir / MODEL_FILENAME
+        if onnx_file.resolve() != target.resolve():
+            shutil.copyfile(onnx_file, target)
+        manifest = ModelManifest(
+            spec=spec, sha256=file_sha256(target), source=source, random_weights=random_weights
+        )
+        (target_dir / MANIFEST_FILENAME).write_text(manifest.model_dump_json(indent=2))
+        return manifest
+
+    def register(
+        self,
+        onnx_file: Path,
+        model_id: str,
+        *,
+        family: ModelFamily = ModelFamily.CUSTOM,
+        preprocessing: Preprocessing | None = None,
+        random_weights: bool = False,
+    ) -> ModelManifest:
+        """Install a user's ONNX file, reading its embedding dimension from the graph."""
+        from ingest.models.onnx_session import inspect_onnx
+
+        if not onnx_file.is_file():
+            raise ModelNotFound(f"no such ONNX file: {onnx_file}")
+        if model_id in KNOWN_MODELS:
+            raise ModelError(
+                f"{model_id!r} is a known model id; register your file under another id"
+            )
+        signature = inspect_onnx(onnx_file)
+        spec = ModelSpec(
+            id=model_id,
+            family=family,
+            dimension=signature.dimension,
+            preprocessing=preprocessing or Preprocessing(input_size=signature.input_size or 224),
+            output=signature.output_kind,
+            description=f"registered from {onnx_file.name}",
+        )
+        return self.install(
+            spec, onnx_file, source=f"register:{onnx_file}", random_weights=random_weights
+        )

@@ -1,0 +1,184 @@
+"""`lookalike up`: the whole embedded stack in one process.
+
+Redis (embedded unless ``LOOKALIKE_REDIS_URL``), the store (local mode on disk unless
+``LOOKALIKE_QDRANT_URL``), a Celery worker thread and the HTTP API with the admin page. The
+local-mode store can be opened by one process only, so the API and the worker share it here;
+production runs them as separate processes against servers (deploy/).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+from flask import Flask
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from ingest.images.blobs import BlobStore
+from ingest.ingestion.bulk import catalog_sources, upload_events
+from ingest.models.registry import ModelRegistry
+from ingest.models.resolve import resolve_model
+from ingest.store.base import VectorStore
+from ingest.store.current import current_model_id, open_store
+from schemas.models import ModelManifest
+from schemas.settings import Settings
+from search_api.cli.queue import follow
+from search_api.web.app import create_app
+from search_api.web.services import Services
+from workers.embedded_worker import EmbeddedWorker
+
+log = logging.getLogger(__name__)
+
+SAMPLE_DIR_NAME = "sample-catalog"
+# The near-duplicate shown on start: the sample catalog's coffee photo and its variants.
+SHOWCASE_ITEM = "coffee"
+
+
+@dataclass
+class EmbeddedStack:
+    """Everything `lookalike up` starts, in start order; ``close`` stops it in reverse."""
+
+    settings: Settings
+    host: str = "127.0.0.1"
+    port: int = 8000
+    _closers: list[Callable[[], None]] = field(default_factory=list)
+    services: Services | None = None
+    server: BaseWSGIServer | None = None
+    manifest: ModelManifest | None = None
+    worker: EmbeddedWorker | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL of the running API (the port is known once the server is bound)."""
+        port = self.server.server_port if self.server is not None else self.port
+        return f"http://{self.host}:{port}"
+
+    def start(self) -> None:
+        """Start Redis, the store, the worker and the HTTP server; the model must resolve first."""
+        from search_api.cli.embedded.redis_server import redis_url_for
+        from workers.app import app as celery
+        from workers.app import configure
+        from workers.context import provide_store
+        from workers.publisher import Publisher
+        from workers.recovery import start_recovery
+
+        # Before anything starts: a taken port is a message, not a half-started stack.
+        self._check_address()
+        store = open_store(self.settings)
+        self._closers.append(store.close)
+        # The alias's model after a reindex, else the configured one; it must resolve before
+        # a worker or the API starts (a missing model stops here, with how to get it).
+        self.manifest = resolve_model(
+            ModelRegistry(self.settings.models_dir), current_model_id(self.settings, store)
+        )
+        url, embedded = redis_url_for(self.settings)
+        if embedded is not None:
+            self._closers.append(embedded.stop)
+        # Everything below talks to this one broker, embedded or configured.
+        self.settings = self.settings.model_copy(update={"redis_url": url})
+        configure(celery, self.settings, url)
+        provide_store(self.settings, store)
+        self.worker = EmbeddedWorker(celery)
+        self.worker.start()
+        self._closers.append(self.worker.stop)
+        publisher = Publisher.connect(celery, self.settings.collection_prefix)
+        self._closers.append(publisher.tracker.client.close)
+        stop_recovery = start_recovery(
+            celery,
+            publisher.tracker,
+            interval=self.settings.queue.recovery_interval,
+            min_age=self.settings.queue.recovery_min_age,
+        )
+        self._closers.append(stop_recovery.set)
+        self.services = Services(self.settings, store=store, publisher=publisher)
+        self._closers.append(self.services.close)
+        self._serve(create_app(services=self.services))
+
+    def _check_address(self) -> None:
+        try:
+            with socket.create_server((self.host, self.port)):
+                pass
+        except OSError as error:
+            raise click.ClickException(
+                f"cannot listen on {self.host}:{self.port} "
+                f"({os.strerror(error.errno) if error.errno else error}); "
+                "choose another address with --bind HOST:PORT"
+            ) from error
+
+    def _serve(self, app: Flask) -> None:
+        # Werkzeug exits the process itself when the address is taken; checked before start.
+        self.server = make_server(self.host, self.port, app, threaded=True)
+        server = self.server
+        thread = threading.Thread(target=server.serve_forever, name="lookalike-http", daemon=True)
+        thread.start()
+        self._closers.append(server.shutdown)
+
+    def close(self) -> None:
+        """Stop the HTTP server, then the worker (warm), then the store and Redis."""
+        while self._closers:
+            closer = self._closers.pop()
+            try:
+                closer()
+            except Exception:  # keep stopping the rest; the data is on disk either way
+                log.exception("while stopping %s", getattr(closer, "__qualname__", closer))
+
+    def worker_alive(self) -> bool:
+        """Whether the worker thread still consumes the queue."""
+        return self.worker is not None and self.worker.alive
+
+    @property
+    def store(self) -> VectorStore:
+        """The store the API and the worker share."""
+        assert self.services is not None  # noqa: S101 (only used after start)
+        return self.services.store
+
+
+@contextlib.contextmanager
+def running_stack(settings: Settings, host: str, port: int) -> Iterator[EmbeddedStack]:
+    """A started stack, stopped cleanly however the block ends (Ctrl-C included)."""
+    stack = EmbeddedStack(settings, host=host, port=port)
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.close()
+
+
+def stored_points(stack: EmbeddedStack, model_id: str) -> int:
+    """Points in a model's collection (0 when it does not exist yet)."""
+    return next((c.points for c in stack.store.collections() if c.model_id == model_id), 0)
+
+
+def load_sample_catalog(stack: EmbeddedStack, *, progress: bool) -> int:
+    """Build the sample catalog under the data dir, queue it, follow the worker; returns count."""
+    from ingest.ingestion.samples import build_sample_catalog
+
+    services = stack.services
+    assert services is not None  # noqa: S101 (only used after start)
+    target = stack.settings.data_dir / SAMPLE_DIR_NAME
+    csv_path = target / "items.csv"
+    if not csv_path.is_file():
+        build_sample_catalog(target)
+    sources = catalog_sources(csv_path, target / "images")
+    # Through the queue like any upload: the bytes go to the blob store, events to Redis.
+    events, failures = upload_events(
+        sources, BlobStore(stack.settings.resolved_blob_dir()), stack.settings.images
+    )
+    for failure in failures:
+        click.echo(f"  skipped {failure.item_id}: [{failure.reason}] {failure.message}")
+    event_ids = services.publisher.publish(events)
+    click.echo(f"loading the sample catalog ({len(event_ids)} images from {target})")
+    follow(services.tracker, event_ids, progress=progress)
+    return len(event_ids)
+
+
+def sample_queries(data_dir: Path) -> Path:
+    """Held-out query images of the sample catalog (not in the catalog themselves)."""
+    return data_dir / SAMPLE_DIR_NAME / "queries"

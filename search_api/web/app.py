@@ -1,0 +1,73 @@
+"""The Flask app factory: ``create_app(settings, services=...)``."""
+
+from __future__ import annotations
+
+import logging
+import math
+import weakref
+from typing import Any
+
+from flask import Flask
+from flask.json.provider import DefaultJSONProvider
+
+from schemas.settings import Settings
+from search_api.admin import register_admin
+from search_api.api import register_api
+from search_api.web.errors import register_error_handlers
+from search_api.web.metrics import ApiMetrics
+from search_api.web.services import EXTENSION, Services
+
+log = logging.getLogger(__name__)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range: {text[:20]}")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+class StrictJSONProvider(DefaultJSONProvider):
+    """Request bodies are RFC 8259 JSON: no NaN/Infinity, no overflowing floats; any
+    refusal, deep nesting included, is a ValueError (a 422), never a crash."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        """Parse strictly; Python's parser would accept NaN and recurse without bound."""
+        kwargs.setdefault("parse_constant", _no_constant)
+        kwargs.setdefault("parse_float", _finite)
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError as error:
+            raise ValueError("JSON nested too deeply") from error
+
+
+def create_app(settings: Settings | None = None, *, services: Services | None = None) -> Flask:
+    """A ready app; the store and Redis are opened on first use, closed with the app."""
+    owned = services is None
+    if services is None:
+        services = Services(settings or Settings())
+    elif settings is not None and settings is not services.settings:
+        raise ValueError("pass settings or services (which carry their settings), not both")
+    settings = services.settings
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.api.max_upload_bytes
+    app.json = StrictJSONProvider(app)
+    app.json.sort_keys = False  # keep the schemas' field order in responses
+    app.extensions[EXTENSION] = services
+    if owned:
+        # Closed when the app goes away or the process exits: local-mode Qdrant holds a lock.
+        weakref.finalize(app, services.close)
+    register_error_handlers(app)
+    ApiMetrics().install(app)
+    register_api(app)
+    register_admin(app)
+    if services.keys.open:
+        log.warning(
+            "no API keys configured (LOOKALIKE_API__KEYS): the API is OPEN, anyone who can "
+            "reach it may search, upload and delete; configure keys outside development"
+        )
+    return app
