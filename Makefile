@@ -47,16 +47,17 @@ compose: ## Install Debian's docker-compose, which tests/deploy uses to validate
 test: install-all browser compose ## Run every test (installs the PyTorch extra, Chromium and docker-compose first)
 	$(BIN)/pytest
 
-lint: install ## ruff check, ruff format --check, mypy --strict
+lint: install ## ruff check, ruff format --check, mypy --strict, import contracts (lint-imports)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
+	$(BIN)/lint-imports
 
 format: install ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install-all ## Throughput and latency: ingest vs seed 001, queue vs in-process, API p50/p99 (bench/results/)
+bench: install-all ## Throughput and latency: ingest vs one image at a time, queue vs in-process, API p50/p99 (bench/results/)
 	$(BIN)/python -m bench.ingest_bench
 	$(BIN)/python -m bench.queue_bench
 	$(BIN)/python -m bench.api_bench

@@ -1,4 +1,4 @@
-"""Ingest benchmark: embedder throughput by batch size and the whole ingest path vs seed 001.
+"""Ingest benchmark: embedder throughput by batch size and the ingest path vs one at a time.
 
 Run with `make bench`. Uses a full-size DINOv2 ViT-S/14 with random weights made by
 `lookalike models export --random-init` (speed does not depend on weight values) and
@@ -96,8 +96,8 @@ def decode_all(data: list[bytes], spec: Preprocessing, limits: ImageLimits, draf
         load_for_model(blob, spec, limits, jpeg_draft=draft)
 
 
-def seed001_baseline(model_path: Path, paths: list[Path]) -> Callable[[], object]:
-    """Seed 001's embedder: one image at a time, full decode, batch of one."""
+def one_by_one_baseline(model_path: Path, paths: list[Path]) -> Callable[[], object]:
+    """The reference embedder: one image at a time, full decode, batch of one."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
@@ -149,8 +149,8 @@ def main() -> None:
             len(data), partial(decode_all, data, spec, limits, draft)
         )
 
-    results["seed001_one_by_one"] = rate(
-        len(paths), seed001_baseline(registry.model_path(MODEL_ID), paths), repeats=2
+    results["reference_one_by_one"] = rate(
+        len(paths), one_by_one_baseline(registry.model_path(MODEL_ID), paths), repeats=2
     )
 
     runtime = ModelRuntime(manifest=manifest, embedder=embedder)
@@ -164,9 +164,9 @@ def main() -> None:
 
     results["ingest_path"] = rate(len(paths), ingest_all, repeats=2)
 
-    baseline = results["seed001_one_by_one"]
+    baseline = results["reference_one_by_one"]
     print(f"\nrandom-weight {MODEL_ID}, {len(paths)} JPEGs of 1600x1200, {threads} threads")
-    print(f"{'measurement':<28}{'images/s':>10}{'vs seed 001':>14}")
+    print(f"{'measurement':<28}{'images/s':>10}{'vs one at a time':>18}")
     for name, value in results.items():
         print(f"{name:<28}{value:>10.1f}{value / baseline:>13.2f}x")
     draft_gain = results["decode_preprocess_draft"] / results["decode_preprocess_full"]
@@ -182,7 +182,7 @@ def main() -> None:
                 "threads": threads,
                 "machine": platform.platform(),
                 "images_per_second": results,
-                "ratios_vs_seed001": {k: v / baseline for k, v in results.items()},
+                "ratios_vs_one_by_one": {k: v / baseline for k, v in results.items()},
                 "draft_decode_speedup": draft_gain,
             },
             indent=2,

@@ -28,8 +28,8 @@ from ingest.store.current import open_store
 from schemas.events import EventStatus, UploadEvent
 from schemas.settings import Settings
 from search_api.cli.embedded.redis_server import EmbeddedRedis
+from search_api.producer.publisher import Publisher
 from workers.app import app, configure
-from workers.publisher import Publisher
 
 
 def wait_settled(tracker: EventTracker, event_ids: list[str], timeout: float = 900) -> None:

@@ -44,9 +44,9 @@ from schemas.reindex import ReindexJob, ReindexState
 from schemas.settings import Settings, SourceSettings
 from search_api.cli.embedded.redis_server import EmbeddedRedis
 from search_api.cli.reindex import POLL_SECONDS
+from search_api.producer.jobs import enqueue_reindex
+from search_api.producer.publisher import Publisher
 from workers.app import app, configure
-from workers.publisher import Publisher
-from workers.reindex_tasks import enqueue_reindex
 
 TARGET_ID = f"{MODEL_ID}-bench-other"
 QUERIES_PER_GAP = 15

@@ -66,5 +66,17 @@ class CollectionMismatch(StoreError):
     """A collection holds vectors of another model or dimension than the one offered."""
 
 
+class CollectionNotFound(StoreError):
+    """No collection for this model yet (nothing ingested with it)."""
+
+    def __init__(self, model_id: str, message: str) -> None:
+        super().__init__(message)
+        self.model_id = model_id
+
+
 class ItemNotFound(StoreError):
     """No stored point for this item id."""
+
+
+class QueueUnavailable(LookalikeError):
+    """The queue's Redis is not configured here, or cannot be reached."""

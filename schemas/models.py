@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+
+# The one rule for model ids: the registry, the API and the admin page all check it.
+MODEL_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
+# A model's collection is named `<prefix>__<model id>`, and Qdrant caps collection names at
+# 255 characters (local mode makes a directory of it, and file names are capped too): 100
+# leaves the rest to the prefix and the separator.
+MODEL_ID_MAX_LENGTH = 100
+ModelId = Annotated[str, Field(pattern=MODEL_ID_PATTERN, max_length=MODEL_ID_MAX_LENGTH)]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -13,7 +22,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class ResizeMode(StrEnum):
     """How an image is brought to the model's square input."""
 
-    SQUASH = "squash"  # seed 001: resize straight to size x size, aspect ratio not kept
+    SQUASH = "squash"  # the reference: resize straight to size x size, aspect ratio not kept
     SHORTEST_SIDE_CROP = "shortest_side_center_crop"  # resize shortest side, then center crop
 
 
@@ -57,7 +66,7 @@ class ModelSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    id: ModelId
     family: ModelFamily
     dimension: PositiveInt
     patch_size: PositiveInt = 14

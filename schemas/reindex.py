@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
 
-from schemas.api import ModelId
+from schemas.models import ModelId
 
 # Failures kept with their reason in the job; the count is exact beyond that.
 MAX_LISTED_FAILURES = 100

@@ -1,66 +1,43 @@
-"""The Celery app: Redis broker, JSON messages, late acks, bounded tasks and worker memory."""
+"""The Celery app of the workers, and how it is configured when a worker is created."""
 
 from __future__ import annotations
 
 from celery import Celery
 from celery.utils.time import get_exponential_backoff_interval
 
+from schemas.queue import FIND_DUPLICATES_TASK, INGEST_TASK, REINDEX_PAGE_TASK, celery_config
 from schemas.settings import QueueSettings, Settings
-
-# Task names are the public contract with producers in other languages (see the README).
-INGEST_TASK = "lookalike.ingest"
-DELETE_TASK = "lookalike.delete"
-UPDATE_PAYLOAD_TASK = "lookalike.update_payload"
-QUEUE = "lookalike"
 
 app = Celery(
     "lookalike", include=["workers.tasks", "workers.duplicate_tasks", "workers.reindex_tasks"]
 )
 
-# Longest pause between two sweeps for messages whose visibility timeout has passed.
-MAX_RESTORE_INTERVAL = 10
+# A long task must end before Redis would redeliver it to a second worker (visibility
+# timeout): its soft limit then fails it cleanly. The hard limit follows 30 s later.
+LONG_TASKS = (FIND_DUPLICATES_TASK, REINDEX_PAGE_TASK)
+HARD_LIMIT_MARGIN = 30
 
 
-def restore_interval(visibility_timeout: int) -> int:
-    """Seconds between sweeps: a tenth of the visibility timeout, between 1 and 10."""
-    return max(1, min(MAX_RESTORE_INTERVAL, visibility_timeout // 10))
+def long_task_soft_limit(queue: QueueSettings) -> int:
+    """Soft time limit of a duplicate scan or a re-index page (the last one reconciles)."""
+    return max(queue.soft_time_limit, queue.visibility_timeout - 60)
 
 
 def configure(celery: Celery, settings: Settings, broker_url: str) -> Celery:
-    """Point the app at a broker and apply the queue decisions from DESIGN.md."""
+    """Point the app at a broker and size its tasks from the settings (read now, not at import)."""
+    celery.conf.update(celery_config(settings, broker_url))
     queue = settings.queue
-    celery.conf.update(
-        broker_url=broker_url,
-        result_backend=broker_url,
-        task_ignore_result=True,  # progress lives in the event status store, not in results
-        task_serializer="json",
-        result_serializer="json",
-        accept_content=["json"],
-        task_default_queue=QUEUE,
-        # At least once: a message is acknowledged only after its batch is stored, and a
-        # worker that dies mid-batch gets its messages redelivered.
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        # Redis redelivers unacknowledged messages after this; it must exceed the slowest
-        # batch, retry countdowns included, or a healthy batch would be delivered twice.
-        broker_transport_options={
-            "visibility_timeout": queue.visibility_timeout,
-            # kombu only sweeps for overdue messages every interval x throttle seconds
-            # (10 x 10 by default), so without these a killed worker's messages come back
-            # up to 100 s after the visibility timeout rather than at it.
-            "unacked_restore_interval": restore_interval(queue.visibility_timeout),
-            "unacked_restore_throttle": 1,
-        },
-        result_backend_transport_options={"visibility_timeout": queue.visibility_timeout},
-        # Batching needs a full batch of messages in hand: prefetch two batches.
-        worker_prefetch_multiplier=2 * queue.batch_size,
-        task_soft_time_limit=queue.soft_time_limit,
-        task_time_limit=queue.time_limit,
-        worker_max_memory_per_child=queue.max_memory_per_child_kb,
-        broker_connection_retry_on_startup=True,
-        broker_connection_max_retries=None,  # keep reconnecting while Redis restarts
-        worker_hijack_root_logger=False,
-    )
+    tasks = celery.tasks  # an app without our tasks (a producer's) has nothing to size
+    ingest = tasks.get(INGEST_TASK)
+    if ingest is not None:
+        # celery-batches reads these when the worker starts consuming.
+        ingest.flush_every = queue.batch_size  # type: ignore[attr-defined]
+        ingest.flush_interval = queue.flush_interval  # type: ignore[attr-defined]
+    soft_limit = long_task_soft_limit(queue)
+    for name in LONG_TASKS:
+        if name in tasks:
+            tasks[name].soft_time_limit = soft_limit
+            tasks[name].time_limit = soft_limit + HARD_LIMIT_MARGIN
     return celery
 
 

@@ -18,6 +18,7 @@ from ingest.store.base import VectorStore
 from ingest.store.current import open_store
 from schemas.events import DeadLetter, EventStatus
 from schemas.settings import Settings
+from workers.app import app
 
 # Status writes ride out a broker restart (about a minute of retries) instead of failing the
 # batch: celery-batches acknowledges a batch's messages whether the task returns or raises,
@@ -68,7 +69,6 @@ def provide_store(settings: Settings, store: VectorStore) -> None:
 @functools.cache
 def worker_context() -> WorkerContext:
     """The process-wide context; the store and models open lazily, once."""
-    from workers.app import app
 
     if _provided is not None:
         settings, store = _provided

@@ -1,23 +1,14 @@
-"""Celery task finding a collection's duplicate groups in the background, and its enqueuer."""
+"""Celery task finding a collection's duplicate groups in the background."""
 
 from __future__ import annotations
-
-from celery import Celery
 
 from ingest.duplicates.jobs import run_duplicate_job
 from ingest.duplicates.thresholds import resolve_threshold
 from ingest.models.registry import ModelRegistry
 from ingest.state.duplicate_jobs import DuplicateResults
-from schemas.settings import Settings
-from workers.app import QUEUE, app
+from schemas.queue import FIND_DUPLICATES_TASK
+from workers.app import app
 from workers.context import WorkerContext, worker_context
-
-FIND_DUPLICATES_TASK = "lookalike.find_duplicates"
-
-_QUEUE = Settings().queue
-# A scan takes far longer than an ingestion batch, but must end before Redis would redeliver
-# it to a second worker (visibility timeout): the soft limit then fails the job cleanly.
-_SOFT_LIMIT = max(_QUEUE.soft_time_limit, _QUEUE.visibility_timeout - 60)
 
 
 def results_for(context: WorkerContext) -> DuplicateResults:
@@ -25,12 +16,9 @@ def results_for(context: WorkerContext) -> DuplicateResults:
     return DuplicateResults(context.tracker.client, prefix=context.settings.collection_prefix)
 
 
-@app.task(
-    name=FIND_DUPLICATES_TASK,
-    acks_late=True,
-    soft_time_limit=_SOFT_LIMIT,
-    time_limit=_SOFT_LIMIT + 30,
-)
+# A scan takes far longer than an ingestion batch: its time limits are set from the visibility
+# timeout when the worker is configured (``workers.app.configure``).
+@app.task(name=FIND_DUPLICATES_TASK, acks_late=True)
 def find_duplicates(model_id: str, threshold: float | None, transitive: bool, job_id: str) -> None:
     """Find and store a model's duplicate groups; the job records progress and outcome."""
     context = worker_context()
@@ -44,26 +32,3 @@ def find_duplicates(model_id: str, threshold: float | None, transitive: bool, jo
         threshold=resolved,
         transitive=transitive,
     )
-
-
-def enqueue_find_duplicates(
-    celery: Celery,
-    results: DuplicateResults,
-    model_id: str,
-    *,
-    threshold: float,
-    transitive: bool = False,
-) -> str:
-    """Record a queued job, then publish its task; returns the job id."""
-    # Recorded first so that a fast worker's "running" is never overwritten by "queued".
-    job = results.create_job(model_id, threshold=threshold, transitive=transitive)
-    try:
-        celery.send_task(
-            FIND_DUPLICATES_TASK,
-            args=[model_id, threshold, transitive, job.job_id],
-            queue=QUEUE,
-        )
-    except Exception as error:
-        results.fail(job.job_id, f"not queued: {type(error).__name__}: {error}")
-        raise
-    return job.job_id

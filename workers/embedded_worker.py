@@ -11,7 +11,7 @@ from celery import Celery
 from celery.platforms import EX_OK
 from celery.worker import state as worker_state
 
-from workers.app import QUEUE
+from schemas.queue import QUEUE
 
 log = logging.getLogger(__name__)
 

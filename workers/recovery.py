@@ -21,12 +21,11 @@ import redis
 from celery import Celery
 
 from ingest.state.events import EventTracker
-from workers.app import QUEUE
+from schemas.queue import QUEUE
 
 log = logging.getLogger(__name__)
 
 UNACKED_KEY = "unacked"  # kombu's Redis transport: delivery tag -> [message, exchange, key]
-LOCK_SUFFIX = ":recovery-lock"
 
 
 def _event_id_of(message: dict[str, Any]) -> str | None:
@@ -58,8 +57,6 @@ def held_event_ids(client: redis.Redis) -> set[str]:
 
 def recover_lost_events(celery: Celery, tracker: EventTracker, *, min_age: float) -> list[str]:
     """Re-send pending events that no queue or worker holds; returns their ids."""
-    from workers.publisher import Publisher
-
     client = tracker.client
     if client.llen(QUEUE):
         return []  # messages still waiting: a missing one may simply not be visible yet
@@ -70,10 +67,11 @@ def recover_lost_events(celery: Celery, tracker: EventTracker, *, min_age: float
         for pending in tracker.pending()
         if now - pending.published_at >= min_age and pending.event_id not in held
     ]
-    publisher = Publisher(celery, tracker)
     for pending in lost:
         log.warning("re-sending event %s: its message was lost", pending.event_id)
-        publisher.send(pending.task, pending.event)
+        # Remembered again first, as every publisher does: its age restarts for the next sweep.
+        tracker.remember(pending.task, [pending.event])
+        celery.send_task(pending.task, args=[pending.event], queue=QUEUE)
     return [pending.event_id for pending in lost]
 
 
@@ -85,7 +83,7 @@ def start_recovery(
     Several workers may run it: a short Redis lock lets one of them sweep per interval.
     """
     stop = threading.Event()
-    lock_key = tracker.pending_key + LOCK_SUFFIX
+    lock_key = tracker.keys.recovery_lock
 
     def sweep_forever() -> None:
         while not stop.wait(interval):

@@ -1,4 +1,4 @@
-"""Celery task re-indexing one page of the current collection into another model, and enqueuers.
+"""Celery task re-indexing one page of the current collection into another model.
 
 A job is a chain of short ``lookalike.reindex_page`` tasks on the ingestion queue, each of
 which re-embeds one page of points and then publishes the next page's task; the last one
@@ -15,20 +15,12 @@ from celery import Celery
 
 from ingest.errors import StoreUnavailable
 from ingest.reindex.reindexer import Reindexer, Step
-from ingest.state.reindex_jobs import PAGE_SIZE, ReindexJobNotFound, ReindexJobs
-from schemas.reindex import ReindexJob, ReindexState
-from schemas.settings import Settings
-from workers.app import QUEUE, app, retry_delay
+from ingest.state.reindex_jobs import ReindexJobNotFound, ReindexJobs
+from schemas.queue import QUEUE, REINDEX_PAGE_TASK
+from workers.app import app, retry_delay
 from workers.context import WorkerContext, worker_context
 
 log = logging.getLogger(__name__)
-
-REINDEX_PAGE_TASK = "lookalike.reindex_page"
-
-_QUEUE = Settings().queue
-# A page takes seconds; the last one also reconciles the whole collection, which must still
-# end before Redis would redeliver it (visibility timeout).
-_SOFT_LIMIT = max(_QUEUE.soft_time_limit, _QUEUE.visibility_timeout - 60)
 
 
 def jobs_for(context: WorkerContext) -> ReindexJobs:
@@ -47,12 +39,9 @@ def reindexer_for(context: WorkerContext) -> Reindexer:
     )
 
 
-@app.task(
-    name=REINDEX_PAGE_TASK,
-    acks_late=True,
-    soft_time_limit=_SOFT_LIMIT,
-    time_limit=_SOFT_LIMIT + 30,
-)
+# A page takes seconds; the last one also reconciles the whole collection, which must still
+# end before Redis would redeliver it: its limits come from ``workers.app.configure``.
+@app.task(name=REINDEX_PAGE_TASK, acks_late=True)
 def reindex_page(job_id: str, page: int, offset: str | None, attempt: int = 0) -> None:
     """Re-embed one page of a job, then queue the next one (or reconcile and switch)."""
     context = worker_context()
@@ -105,62 +94,3 @@ def _retry_later(
         args=(job_id, page, offset), kwargs={"attempt": attempt + 1}, countdown=delay
     )
     jobs.update(job_id, message=f"store unavailable, retry {attempt + 1} in {delay}s: {error}")
-
-
-def enqueue_reindex(
-    celery: Celery,
-    jobs: ReindexJobs,
-    target: str,
-    *,
-    source: str | None = None,
-    drop_old: bool = False,
-    allow_failures: bool = False,
-    page_size: int = PAGE_SIZE,
-) -> ReindexJob:
-    """Record a queued job, then publish its first page; returns the job."""
-    # Recorded first so that a fast worker's "running" is never overwritten by "queued".
-    job = jobs.create(
-        target,
-        source=source,
-        drop_old=drop_old,
-        allow_failures=allow_failures,
-        page_size=page_size,
-    )
-    try:
-        celery.send_task(REINDEX_PAGE_TASK, args=[job.job_id, 0, None], queue=QUEUE)
-    except Exception as error:
-        jobs.fail(job.job_id, f"not queued: {type(error).__name__}: {error}")
-        raise
-    return job
-
-
-def resume_reindex(
-    celery: Celery, jobs: ReindexJobs, job_id: str, *, allow_failures: bool = False
-) -> ReindexJob:
-    """Queue a stalled or failed job's next step again (extra deliveries are harmless).
-
-    ``allow_failures`` lets a job that stopped over failed images switch this time.
-    """
-    job = jobs.require(job_id)
-    if job.state is ReindexState.DONE:
-        return job
-    state = ReindexState.QUEUED if job.source is None else ReindexState.RUNNING
-    if job.pages_done and job.next_offset is None:
-        state = ReindexState.SWITCHING  # every page done: the step left is the finish
-    resumed = jobs.update(
-        job_id,
-        state=state,
-        message=None,
-        finished_at=None,
-        allow_failures=job.allow_failures or allow_failures,
-    )
-    if state is ReindexState.SWITCHING:
-        # The last page's redelivery runs the finish: pages_done == page + 1, nothing queued.
-        page = resumed.pages_done - 1
-        jobs.update(job_id, pages_queued=resumed.pages_done)
-        celery.send_task(REINDEX_PAGE_TASK, args=[job_id, page, None], queue=QUEUE)
-    else:
-        celery.send_task(
-            REINDEX_PAGE_TASK, args=[job_id, resumed.pages_done, resumed.next_offset], queue=QUEUE
-        )
-    return jobs.require(job_id)

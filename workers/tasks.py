@@ -13,27 +13,20 @@ from pydantic import ValidationError
 from ingest.errors import StoreUnavailable
 from ingest.ingestion.handler import EventResult, Outcome
 from schemas.events import DeleteEvent, EventState, EventStatus, UpdatePayloadEvent, UploadEvent
-from schemas.settings import Settings
-from workers.app import DELETE_TASK, INGEST_TASK, UPDATE_PAYLOAD_TASK, app, retry_delay
+from schemas.queue import DELETE_TASK, INGEST_TASK, UPDATE_PAYLOAD_TASK
+from workers.app import app, retry_delay
 from workers.context import WorkerContext, worker_context
 
 log = logging.getLogger(__name__)
-
-# Batch shape is fixed when the worker imports its tasks.
-_QUEUE = Settings().queue
 
 
 def _event_payload(request: SimpleRequest) -> Any:
     return request.args[0] if request.args else request.kwargs.get("event")
 
 
-@app.task(
-    base=Batches,
-    name=INGEST_TASK,
-    acks_late=True,
-    flush_every=_QUEUE.batch_size,
-    flush_interval=_QUEUE.flush_interval,
-)
+# Batch size and flush interval come from the settings when the worker is configured
+# (``workers.app.configure``).
+@app.task(base=Batches, name=INGEST_TASK, acks_late=True)
 def ingest(requests: Sequence[SimpleRequest]) -> None:
     """Embed and store a batch of upload events (uploads arrive one by one, ORT likes batches)."""
     context = worker_context()
@@ -121,15 +114,24 @@ def _retry_later(
 
 
 def _apply_single(
-    task: str, result: EventResult, context: WorkerContext, event: dict[str, Any]
+    task: Task,  # type: ignore[type-arg]
+    result: EventResult,
+    context: WorkerContext,
+    event: dict[str, Any],
 ) -> None:
     if result.outcome is Outcome.RETRY:
-        # Celery's autoretry (backoff + jitter) takes it from here.
-        raise StoreUnavailable(result.message or "store unavailable")
+        # Celery's own retry, with the settings' backoff and full jitter; once the retries
+        # are exhausted it raises the error and ``on_failure`` keeps a dead letter.
+        queue = context.settings.queue
+        raise task.retry(
+            exc=StoreUnavailable(result.message or "store unavailable"),
+            countdown=retry_delay(queue, task.request.retries),
+            max_retries=queue.max_retries,
+        )
     if result.outcome is Outcome.FAILED:
         context.fail(
             event,
-            task,
+            task.name,
             result.reason or "failed",
             result.message or "",
             result.event_id,
@@ -150,22 +152,13 @@ class _DeadLetterWhenExhausted(Task):  # type: ignore[type-arg]  # generic in th
         )
 
 
-def _retrying_task(name: str) -> Callable[[Callable[[dict[str, Any]], None]], Task[Any, Any]]:
-    """A plain task retried by Celery itself on transient store failures."""
-    return app.task(
-        base=_DeadLetterWhenExhausted,
-        name=name,
-        acks_late=True,
-        autoretry_for=(StoreUnavailable,),
-        retry_backoff=_QUEUE.retry_backoff,
-        retry_backoff_max=_QUEUE.retry_backoff_max,
-        retry_jitter=True,
-        max_retries=_QUEUE.max_retries,
-    )
+def _retrying_task(name: str) -> Callable[[Callable[..., None]], Task[Any, Any]]:
+    """A plain task that retries itself on transient store failures (see ``_apply_single``)."""
+    return app.task(base=_DeadLetterWhenExhausted, name=name, acks_late=True, bind=True)
 
 
 @_retrying_task(DELETE_TASK)
-def delete(event: dict[str, Any]) -> None:
+def delete(self: Task, event: dict[str, Any]) -> None:  # type: ignore[type-arg]
     """Remove an item from every targeted collection."""
     context = worker_context()
     try:
@@ -173,11 +166,11 @@ def delete(event: dict[str, Any]) -> None:
     except ValidationError as error:
         context.fail(event, DELETE_TASK, "bad_event", str(error), str(event.get("event_id")))
         return
-    _apply_single(DELETE_TASK, context.handler.delete(parsed), context, event)
+    _apply_single(self, context.handler.delete(parsed), context, event)
 
 
 @_retrying_task(UPDATE_PAYLOAD_TASK)
-def update_payload(event: dict[str, Any]) -> None:
+def update_payload(self: Task, event: dict[str, Any]) -> None:  # type: ignore[type-arg]
     """Merge new metadata into an item's points without re-embedding."""
     context = worker_context()
     try:
@@ -187,4 +180,4 @@ def update_payload(event: dict[str, Any]) -> None:
             event, UPDATE_PAYLOAD_TASK, "bad_event", str(error), str(event.get("event_id"))
         )
         return
-    _apply_single(UPDATE_PAYLOAD_TASK, context.handler.update_payload(parsed), context, event)
+    _apply_single(self, context.handler.update_payload(parsed), context, event)

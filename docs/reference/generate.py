@@ -29,7 +29,7 @@ from pydantic_settings import BaseSettings
 
 from schemas.settings import ApiKey, ApiRole, ApiSettings, Settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository: docs/reference/generate.py
 CONFIGURATION_MD = Path("docs/configuration.md")
 API_MD = Path("docs/api.md")
 ENV_EXAMPLE = Path("deploy/.env.example")

@@ -6,9 +6,9 @@ the threshold"; nothing ever builds an all-pairs matrix.
 
 Threshold
     ``ModelSpec.duplicate_threshold`` is the per-model default (override it per call, or in
-    a registered model's manifest). For real DINOv2/DINOv3 weights it is 0.95: seed 001 uses
-    0.95 to decide "two photos show the same content" (and 0.98 for strict copies only), and
-    seed 002 warns that each model needs its own value. Measure yours with
+    a registered model's manifest). For real DINOv2/DINOv3 weights it is 0.95: DINO
+    duplicate detectors use 0.95 to decide "two photos show the same content" (and 0.98 for
+    strict copies only), and each model needs its own value. Measure yours with
     ``calibrate_threshold`` on pairs you know to be duplicates and pairs you know are not:
     when every duplicate scores above every distinct pair it returns the midpoint between the
     lowest duplicate and the highest distinct score (the widest margin on both sides);

@@ -198,7 +198,8 @@ def preprocess(image: Image.Image, spec: Preprocessing) -> npt.NDArray[np.float3
         resized = rgb.resize((size, size), resample)
     else:
         resized = _resize_shortest_side_and_crop(rgb, size, resample)
-    # Same operations in the same order and dtype as seed 001, so tensors match it exactly.
+    # Same operations in the same order and dtype as the reference DINOv2 ONNX preprocessing,
+    # so tensors match it exactly.
     pixels = np.asarray(resized, dtype=np.float32) / 255.0
     mean = np.asarray(spec.mean, dtype=np.float32)
     std = np.asarray(spec.std, dtype=np.float32)

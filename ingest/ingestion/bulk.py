@@ -1,4 +1,4 @@
-"""Bulk ingestion of a folder of images or a catalog CSV (seed 000), batched and resumable."""
+"""Bulk ingestion of a folder of images or a catalog CSV, batched and resumable."""
 
 from __future__ import annotations
 

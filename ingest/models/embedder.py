@@ -28,7 +28,7 @@ def l2_normalize(vectors: FloatArray) -> FloatArray:
 
 
 class OnnxEmbedder:
-    """Batched CLS-token embeddings from an ONNX DINO model (seed 001, with batching)."""
+    """Batched CLS-token embeddings from an ONNX DINO model (reference preprocessing)."""
 
     def __init__(
         self,
@@ -73,7 +73,7 @@ class OnnxEmbedder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         vectors = self._run(batch)
         if self.tta_flip:
-            # Seed 004's test-time augmentation: average with the mirrored image.
+            # Horizontal-flip test-time augmentation: average with the mirrored image.
             vectors = (vectors + self._run(batch[..., ::-1])) / 2.0
         return l2_normalize(vectors) if self.normalize else vectors
 

@@ -23,7 +23,7 @@ class OnnxSignature:
 
 
 def default_session_options(intra_op_threads: int | None) -> ort.SessionOptions:
-    """CPU session options from DESIGN.md: full graph optimisation, bounded threads."""
+    """CPU session options: full graph optimisation, threads bounded by the settings."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if intra_op_threads is not None:

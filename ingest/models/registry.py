@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.errors import ModelError, ModelNotFound
+from ingest.models.onnx_session import inspect_onnx
 from schemas.models import ModelFamily, ModelManifest, ModelSpec, OutputKind, Preprocessing
 
 MODEL_FILENAME = "model.onnx"
@@ -40,7 +41,7 @@ KNOWN_MODELS: dict[str, ModelSpec] = {
             hf_repo="facebook/dinov2-base",
             onnx_url=_onnx_community("dinov2-base"),
             output=OutputKind.TOKENS,
-            description="DINOv2 ViT-B/14, 86M parameters (seed 000's choice).",
+            description="DINOv2 ViT-B/14, 86M parameters (a common choice for catalog embedding).",
         ),
         ModelSpec(
             id="dinov2-vitl14",
@@ -63,7 +64,7 @@ KNOWN_MODELS: dict[str, ModelSpec] = {
             family=ModelFamily.DINOV2_REG,
             dimension=768,
             hf_repo="facebook/dinov2-with-registers-base",
-            description="DINOv2 ViT-B/14 with 4 register tokens (seed 003's model).",
+            description="DINOv2 ViT-B/14 with 4 register tokens (cleaner patch features).",
         ),
         ModelSpec(
             id="dinov2-vitl14-reg4",
@@ -97,7 +98,7 @@ KNOWN_MODELS: dict[str, ModelSpec] = {
             patch_size=16,
             preprocessing=_DINOV3,
             hf_repo="facebook/dinov3-vitl16-pretrain-lvd1689m",
-            description="DINOv3 ViT-L/16, seed 002's duplicate detector (gated on the hub).",
+            description="DINOv3 ViT-L/16, a strong near-duplicate detector (gated on the hub).",
         ),
     )
 }
@@ -185,7 +186,6 @@ class ModelRegistry:
         random_weights: bool = False,
     ) -> ModelManifest:
         """Install a user's ONNX file, reading its embedding dimension from the graph."""
-        from ingest.models.onnx_session import inspect_onnx
 
         if not onnx_file.is_file():
             raise ModelNotFound(f"no such ONNX file: {onnx_file}")

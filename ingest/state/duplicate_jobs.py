@@ -11,6 +11,8 @@ import redis
 
 from ingest.duplicates.groups import Pair, visible_group
 from ingest.errors import LookalikeError
+from ingest.state.keys import Keys
+from ingest.state.records import change_record, text
 from schemas.duplicates import (
     DuplicateGroup,
     DuplicateJob,
@@ -23,10 +25,6 @@ class DuplicateJobNotFound(LookalikeError):
     """No duplicate job with this id (never created, or dropped as too old)."""
 
 
-def _text(value: bytes | str) -> str:
-    return value if isinstance(value, str) else value.decode()
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -37,29 +35,19 @@ _TERMINAL = (DuplicateJobStatus.DONE, DuplicateJobStatus.FAILED)
 class DuplicateResults:
     """Duplicate jobs, their stored groups and reviewers' "not a duplicate" pairs, in Redis."""
 
-    # Keys under <prefix>:duplicates: job:<id> (job JSON), job:<id>:groups (list of group JSON
-    # in page order), jobs:<model> (job ids scored by creation time), hidden:<model> (set of
-    # "a|b" pairs). Groups are stored as found; dismissals apply when a page is read, so a
-    # reviewer's click shows at once without a new scan.
+    # Groups are stored as found; dismissals apply when a page is read, so a reviewer's
+    # click shows at once without a new scan. Keys: ``ingest.state.keys``.
 
     def __init__(
         self, client: redis.Redis, *, prefix: str = "lookalike", keep_jobs: int = 5
     ) -> None:
         self.client = client
-        self.prefix = f"{prefix}:duplicates"
+        self.keys = Keys(prefix)
         self.keep_jobs = keep_jobs
-
-    def _job_key(self, job_id: str) -> str:
-        return f"{self.prefix}:job:{job_id}"
-
-    def _groups_key(self, job_id: str) -> str:
-        return f"{self.prefix}:job:{job_id}:groups"
-
-    def _jobs_key(self, model_id: str) -> str:
-        return f"{self.prefix}:jobs:{model_id}"
-
-    def _hidden_key(self, model_id: str) -> str:
-        return f"{self.prefix}:hidden:{model_id}"
+        self._job_key = self.keys.duplicate_job
+        self._groups_key = self.keys.duplicate_groups
+        self._jobs_key = self.keys.duplicate_jobs
+        self._hidden_key = self.keys.duplicate_dismissals
 
     def create_job(
         self,
@@ -105,16 +93,22 @@ class DuplicateResults:
         return job
 
     def _update(self, job_id: str, **changes: Any) -> DuplicateJob:
-        # One writer per job (its task), so read-modify-write needs no lock.
-        job = self._require(job_id).model_copy(update=changes)
-        self.client.set(self._job_key(job_id), job.model_dump_json())
+        # Its task and the API that queued it may both write a job: compare-and-set.
+        job = change_record(
+            self.client,
+            self._job_key(job_id),
+            DuplicateJob,
+            lambda job: job.model_copy(update=changes),
+            missing=lambda: DuplicateJobNotFound(f"no duplicate job {job_id!r}"),
+        )
+        assert job is not None  # noqa: S101 (the edit never declines)
         return job
 
     def jobs(self, model_id: str) -> list[DuplicateJob]:
         """The model's jobs, newest first."""
         members = self.client.zrevrange(self._jobs_key(model_id), 0, -1)
         # Without scores the stubs' (member, score) tuples never occur.
-        ids = [_text(m) for m in members if isinstance(m, bytes | str)]
+        ids = [text(m) for m in members if isinstance(m, bytes | str)]
         if not ids:
             return []
         raws = self.client.mget([self._job_key(i) for i in ids])
@@ -217,6 +211,6 @@ class DuplicateResults:
     def hidden_pairs(self, model_id: str) -> set[Pair]:
         """Every pair reviewers marked "not a duplicate" in this model's collection."""
         return {
-            frozenset(_text(member).split("|"))
+            frozenset(text(member).split("|"))
             for member in self.client.smembers(self._hidden_key(model_id))
         }

@@ -16,6 +16,8 @@ from typing import Any
 
 import redis
 
+from ingest.state.keys import Keys
+from ingest.state.records import text
 from schemas.events import DeadLetter, EventState, EventStatus
 
 STATUS_TTL = timedelta(days=7)
@@ -34,21 +36,18 @@ class PendingEvent:
     published_at: float
 
 
-def _text(value: bytes | str) -> str:
-    return value if isinstance(value, str) else value.decode()
-
-
 class EventTracker:
     """Event statuses (with a TTL) and the dead-letter hash in one Redis database."""
 
     def __init__(self, client: redis.Redis, *, prefix: str = "lookalike") -> None:
         self.client = client
         self.prefix = prefix
-        self.dead_letter_key = f"{prefix}:deadletters"
-        self.pending_key = f"{prefix}:pending"
+        self.keys = Keys(prefix)
+        self.dead_letter_key = self.keys.dead_letters
+        self.pending_key = self.keys.pending
 
     def _status_key(self, event_id: str) -> str:
-        return f"{self.prefix}:event:{event_id}"
+        return self.keys.event_status(event_id)
 
     def record(self, states: Iterable[EventState]) -> None:
         """Write several statuses in one round trip; settled events stop being pending."""
@@ -73,7 +72,7 @@ class EventTracker:
         found = []
         for key, raw in self.client.hgetall(self.pending_key).items():
             record = json.loads(raw)
-            found.append(PendingEvent(_text(key), record["task"], record["event"], record["at"]))
+            found.append(PendingEvent(text(key), record["task"], record["event"], record["at"]))
         return found
 
     def mark(
@@ -119,9 +118,7 @@ class EventTracker:
     def dead_letters(self) -> list[tuple[str, DeadLetter]]:
         """Every dead letter as (event id, letter), oldest first."""
         raw = self.client.hgetall(self.dead_letter_key)
-        letters = [
-            (_text(key), DeadLetter.model_validate_json(value)) for key, value in raw.items()
-        ]
+        letters = [(text(key), DeadLetter.model_validate_json(value)) for key, value in raw.items()]
         return sorted(letters, key=lambda pair: pair[1].failed_at)
 
     def take_dead_letter(self, event_id: str) -> DeadLetter | None:
@@ -139,6 +136,13 @@ class EventTracker:
             pipe.delete(self.dead_letter_key)
             count, _ = pipe.execute()
         return int(count)
+
+    def have_dead_letters(self, event_ids: Sequence[str]) -> list[bool]:
+        """Whether each of these events has a dead letter, in order, in one round trip."""
+        with self.client.pipeline(transaction=False) as pipe:
+            for event_id in event_ids:
+                pipe.hexists(self.dead_letter_key, event_id)
+            return [bool(found) for found in pipe.execute()]
 
     def dead_letter_count(self) -> int:
         """How many dead letters are waiting."""

@@ -10,13 +10,11 @@ from typing import Any
 import redis
 
 from ingest.errors import LookalikeError
+from ingest.state.keys import Keys
+from ingest.state.records import change_record
 from schemas.reindex import MAX_LISTED_FAILURES, ReindexFailure, ReindexJob, ReindexState
 
 PAGE_SIZE = 64
-
-
-# How many times a job record update is retried when another writer got there first.
-_CAS_ATTEMPTS = 50
 
 
 class ReindexJobNotFound(LookalikeError):
@@ -28,18 +26,14 @@ def _now() -> datetime:
 
 
 class ReindexJobs:
-    """Re-index jobs in Redis: ``<prefix>:reindex:<job_id>`` (JSON) and its failed point ids."""
+    """Re-index jobs in Redis: each job's record and its failed point ids."""
 
     def __init__(self, client: redis.Redis, *, prefix: str = "lookalike") -> None:
         self.client = client
-        self.prefix = f"{prefix}:reindex"
-        self.index_key = f"{self.prefix}:jobs"
-
-    def _key(self, job_id: str) -> str:
-        return f"{self.prefix}:{job_id}"
-
-    def _failed_key(self, job_id: str) -> str:
-        return f"{self.prefix}:{job_id}:failed"
+        self.keys = Keys(prefix)
+        self.index_key = self.keys.reindex_jobs
+        self._key = self.keys.reindex_job
+        self._failed_key = self.keys.reindex_failed
 
     def create(
         self,
@@ -91,25 +85,13 @@ class ReindexJobs:
         self, job_id: str, edit: Callable[[ReindexJob], ReindexJob | None]
     ) -> ReindexJob | None:
         """Atomically replace the job by ``edit(job)``; None (and no write) if edit says so."""
-        key = self._key(job_id)
-        with self.client.pipeline(transaction=True) as pipe:
-            for _ in range(_CAS_ATTEMPTS):
-                try:
-                    pipe.watch(key)  # type: ignore[no-untyped-call]
-                    raw = pipe.get(key)
-                    if not raw:
-                        raise ReindexJobNotFound(f"no re-index job {job_id!r}")
-                    edited = edit(ReindexJob.model_validate_json(raw))
-                    if edited is None:
-                        pipe.unwatch()
-                        return None
-                    pipe.multi()
-                    pipe.set(key, edited.model_dump_json())
-                    pipe.execute()
-                    return edited
-                except redis.WatchError:
-                    continue  # another writer got in between: read again
-        raise redis.RedisError(f"re-index job {job_id!r} kept changing under {_CAS_ATTEMPTS} tries")
+        return change_record(
+            self.client,
+            self._key(job_id),
+            ReindexJob,
+            edit,
+            missing=lambda: ReindexJobNotFound(f"no re-index job {job_id!r}"),
+        )
 
     def update(self, job_id: str, **changes: Any) -> ReindexJob:
         """Set fields of a job."""

@@ -1,16 +1,19 @@
 """Images ingested per second over the last minutes, from the event statuses in Redis.
 
-Workers keep no counter, but every event's status (kept a week) records when it became
-``done``: the page reads them (SCAN + MGET, bounded by ``MAX_STATUSES``) and counts the done
-ones per minute. Deletes and metadata updates are events too and count alongside uploads;
-they are rare next to uploads. The answer is cached a few seconds so that several open
-pages do not each rescan. A per-minute counter written by the worker would make this O(1).
+Every event's status (kept a week) records when it became ``done``: the admin page reads
+them (SCAN + MGET, bounded by ``MAX_STATUSES``) and counts the done ones per minute. Deletes
+and metadata updates are events too and count alongside uploads; they are rare next to
+uploads. The answer is cached a few seconds so that several open pages do not each rescan.
+
+Why a SCAN and not Prometheus counters: a counter lives in the process that increments it
+(a worker, or one of its prefork children), and the page is served by the API process, which
+cannot read it; only a Prometheus server scraping every worker process could add them up.
+The statuses are the one record every worker writes where the API can read it.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from dataclasses import dataclass
@@ -18,11 +21,12 @@ from datetime import datetime
 
 import redis
 
+from ingest.state.keys import Keys
+
 WINDOW_MINUTES = 15
 MAX_STATUSES = 20_000
 SCAN_BATCH = 1000
 CACHE_SECONDS = 5.0
-_GLOB = re.compile(r"([*?\[\]\\])")
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,7 @@ def measure(
     """Count done events per minute over the last ``window`` minutes."""
     now = time.time() if now is None else now
     counts = [0] * window
-    pattern = _GLOB.sub(r"\\\1", prefix) + ":event:*"
+    pattern = Keys(prefix).event_status_pattern
     read = 0
     truncated = False
     batch: list[bytes | str] = []

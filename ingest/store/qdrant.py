@@ -5,21 +5,17 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from qdrant_client import QdrantClient, models
-from qdrant_client.http.exceptions import (
-    UnexpectedResponse,
-)
 
-from ingest.errors import CollectionMismatch, ItemNotFound, StoreError, StoreUnavailable
-from ingest.store.base import SYSTEM_PAYLOAD_KEYS, collection_name, point_id
-from ingest.store.qdrant_convert import scored_point, stored_point, to_qdrant_filter
+from ingest.errors import ItemNotFound, StoreUnavailable
+from ingest.store.base import SYSTEM_PAYLOAD_KEYS
+from ingest.store.qdrant_collections import SCHEMA_VERSION, Collections, check_vectors
+from ingest.store.qdrant_convert import point_struct, scored_point, stored_point, to_qdrant_filter
 from ingest.store.qdrant_errors import BACKEND_ERRORS, as_store_error
 from schemas.models import ModelManifest
 from schemas.points import (
@@ -34,40 +30,9 @@ from schemas.points import (
 from schemas.queries import RecommendStrategy
 from schemas.settings import DEFAULT_PAYLOAD_INDEXES, Settings
 
-SCHEMA_VERSION = 1
-
+__all__ = ["MEMORY", "SCHEMA_VERSION", "QdrantStore"]
 
 MEMORY = ":memory:"
-
-
-# Local mode keeps no payload indexes and says so once per process; the indexes matter on a
-# server only, so the warning is noise for the embedded default.
-_LOCAL_INDEX_WARNING = "Payload indexes have no effect in the local Qdrant"
-
-
-@dataclass(frozen=True)
-class _Recorded:
-    """What a collection says about the model that built it."""
-
-    model_id: str
-    fingerprint: str
-    dimension: int
-
-
-def _recorded(name: str, info: models.CollectionInfo) -> _Recorded:
-    """Read the model a collection was built with from its metadata; refuse foreign ones."""
-    metadata = info.config.metadata or {}
-    vectors = info.config.params.vectors
-    if "model_fingerprint" not in metadata or not isinstance(vectors, models.VectorParams):
-        raise CollectionMismatch(
-            f"collection {name!r} exists but was not created by Lookalike (no model metadata); "
-            "use another collection prefix"
-        )
-    return _Recorded(
-        model_id=str(metadata.get("model_id", "")),
-        fingerprint=str(metadata["model_fingerprint"]),
-        dimension=vectors.size,
-    )
 
 
 def _local_client(location: str) -> QdrantClient:
@@ -88,8 +53,6 @@ def _local_client(location: str) -> QdrantClient:
 
 
 _P = ParamSpec("_P")
-
-
 _R = TypeVar("_R")
 
 
@@ -106,7 +69,7 @@ def _translate_errors(
             except BACKEND_ERRORS as exc:
                 # A collection may have been dropped or rebuilt behind our back (reindex from
                 # another process): forget what we verified so the next call looks again.
-                self._recorded.clear()
+                self._collections.forget()
                 raise as_store_error(exc, self._where) from exc
 
     return wrapper
@@ -140,7 +103,13 @@ class QdrantStore:
         self._guard: contextlib.AbstractContextManager[object] = (
             threading.RLock() if local else contextlib.nullcontext()
         )
-        self._recorded: dict[str, _Recorded] = {}
+        self._collections = Collections(
+            client,
+            prefix=prefix,
+            payload_indexes=self.payload_indexes,
+            shard_number=shard_number,
+            replication_factor=replication_factor,
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> QdrantStore:
@@ -157,145 +126,33 @@ class QdrantStore:
             replication_factor=settings.qdrant_replication_factor,
         )
 
-    def _name(self, model_id: str) -> str:
-        return collection_name(self.prefix, model_id)
-
     @_translate_errors
     def ensure_collection(self, model: ModelManifest) -> CollectionInfo:
         """Create the model's collection if absent; refuse if it was built by another model."""
-        name = self._name(model.spec.id)
-        if not self.client.collection_exists(name):
-            self._create(name, model)
-        info = self.client.get_collection(name)
-        recorded = _recorded(name, info)
-        if recorded.fingerprint != model.fingerprint:
-            raise CollectionMismatch(
-                f"collection {name!r} was built with {recorded.fingerprint}, not "
-                f"{model.fingerprint}: a collection belongs to one model file. Register the new "
-                f"file under a new id (`lookalike models register FILE --id NEW_ID`) and run "
-                f"`lookalike reindex --to NEW_ID`, or use another collection prefix"
-            )
-        if recorded.dimension != model.spec.dimension:
-            raise CollectionMismatch(
-                f"collection {name!r} holds {recorded.dimension}-d vectors but model "
-                f"{model.spec.id} makes {model.spec.dimension}-d ones: register the model file "
-                f"under a new id (`lookalike models register FILE --id NEW_ID`) and run "
-                f"`lookalike reindex --to NEW_ID`, or use another collection prefix"
-            )
-        self._create_missing_indexes(name, set(info.payload_schema))
-        self._recorded[name] = recorded
-        return self._info(name, recorded, current=self._alias_target() == name)
-
-    def _create(self, name: str, model: ModelManifest) -> None:
-        metadata = {
-            "model_id": model.spec.id,
-            "model_fingerprint": model.fingerprint,
-            "dimension": model.spec.dimension,
-            "schema_version": SCHEMA_VERSION,
-        }
-        vectors = models.VectorParams(size=model.spec.dimension, distance=models.Distance.COSINE)
-        try:
-            self.client.create_collection(
-                name,
-                vectors_config=vectors,
-                metadata=metadata,
-                # A Qdrant cluster spreads and copies the collection; local mode ignores both.
-                shard_number=self.shard_number,
-                replication_factor=self.replication_factor,
-            )
-        except UnexpectedResponse as exc:
-            # Two workers starting at once both see no collection; the loser verifies the
-            # winner's collection instead of failing.
-            if exc.status_code != 409:
-                raise
-
-    def _create_missing_indexes(self, name: str, existing: set[str]) -> None:
-        # Checked on every verification so that fields added to the settings later get indexed.
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=_LOCAL_INDEX_WARNING, category=UserWarning)
-            for field in self.payload_indexes:
-                if field not in existing:
-                    self.client.create_payload_index(
-                        name, field, field_schema=models.PayloadSchemaType.KEYWORD, wait=True
-                    )
-
-    def _info(self, name: str, recorded: _Recorded, *, current: bool = False) -> CollectionInfo:
-        return CollectionInfo(
-            name=name,
-            model_id=recorded.model_id,
-            dimension=recorded.dimension,
-            model_fingerprint=recorded.fingerprint,
-            points=self.client.count(name, exact=True).count,
-            current=current,
-        )
-
-    def _existing(self, model_id: str) -> tuple[str, _Recorded]:
-        """The model's collection name and record; a ``StoreError`` if it was never created."""
-        name = self._name(model_id)
-        if name not in self._recorded and not self.client.collection_exists(name):
-            raise StoreError(f"no collection for model {model_id!r}; ingest some images first")
-        return name, self._record_of(name)
-
-    def _record_of(self, name: str) -> _Recorded:
-        """An existing collection's record, read once (``CollectionMismatch`` if not ours)."""
-        recorded = self._recorded.get(name)
-        if recorded is None:
-            recorded = _recorded(name, self.client.get_collection(name))
-            self._recorded[name] = recorded
-        return recorded
+        return self._collections.ensure(model)
 
     @_translate_errors
     def drop_collection(self, model_id: str) -> bool:
         """Delete a model's collection and all its points (reindex); False if there was none."""
-        name = self._name(model_id)
-        self._recorded.pop(name, None)
-        if not self.client.collection_exists(name):
-            return False
-        return self.client.delete_collection(name)
+        return self._collections.drop(model_id)
 
     @_translate_errors
     def upsert(self, model: ModelManifest, points: Sequence[NewPoint]) -> list[str]:
         """Store points (overwriting same item+image); returns their point ids."""
         # Checked before touching the store so that a bad batch creates nothing.
-        for point in points:
-            if len(point.vector) != model.spec.dimension:
-                raise CollectionMismatch(
-                    f"item {point.item_id!r}: vector has {len(point.vector)} dimensions but "
-                    f"model {model.spec.id} makes {model.spec.dimension}-d vectors; the model "
-                    "file and its manifest disagree (register the file under a new id with "
-                    "`lookalike models register FILE --id NEW_ID`, then `lookalike reindex "
-                    "--to NEW_ID`)"
-                )
-        name = self._name(model.spec.id)
-        if self._recorded.get(name) != _Recorded(
-            model.spec.id, model.fingerprint, model.spec.dimension
-        ):
+        check_vectors(model, points)
+        name = self._collections.name(model.spec.id)
+        if not self._collections.verified(model):
             self.ensure_collection(model)
         ingested_at = datetime.now(UTC).isoformat()
-        structs = [self._struct(model, point, ingested_at) for point in points]
+        structs = [point_struct(model, point, ingested_at) for point in points]
         if structs:
             self.client.upsert(name, points=structs, wait=True)
         return [str(struct.id) for struct in structs]
 
-    @staticmethod
-    def _struct(model: ModelManifest, point: NewPoint, ingested_at: str) -> models.PointStruct:
-        system = {
-            "item_id": point.item_id,
-            "image_sha256": point.image_sha256,
-            "source_uri": point.source_uri,
-            "thumbnail_key": point.thumbnail_key,
-            "ingested_at": ingested_at,
-            "model_fingerprint": model.fingerprint,
-        }
-        return models.PointStruct(
-            id=point_id(point.item_id, point.image_sha256),
-            vector=list(point.vector),
-            payload={**point.metadata, **system},
-        )
-
     def _item_points(self, model_id: str, item_id: str) -> tuple[str, models.Filter, int]:
         """Collection name, the filter selecting an item's points, and how many there are."""
-        name, _ = self._existing(model_id)
+        name, _ = self._collections.existing(model_id)
         item_filter = to_qdrant_filter(PayloadFilter.from_pairs({"item_id": item_id}))
         assert item_filter is not None  # noqa: S101 (a non-empty filter always translates)
         return (
@@ -317,7 +174,7 @@ class QdrantStore:
     @_translate_errors
     def delete_points(self, model_id: str, ids: Sequence[str]) -> int:
         """Delete these points (reindex reconciliation); returns how many existed."""
-        name, _ = self._existing(model_id)
+        name, _ = self._collections.existing(model_id)
         if not ids:
             return 0
         found = [r.id for r in self.client.retrieve(name, list(ids), with_payload=False)]
@@ -345,7 +202,7 @@ class QdrantStore:
         self, model_id: str, ids: Sequence[str], *, with_vectors: bool = False
     ) -> list[StoredPoint]:
         """Points with these ids that exist (missing ids are left out), in the order asked."""
-        name, _ = self._existing(model_id)
+        name, _ = self._collections.existing(model_id)
         if not ids:
             return []
         records = self.client.retrieve(
@@ -363,15 +220,10 @@ class QdrantStore:
     ) -> tuple[str, list[float] | str, models.Filter | None]:
         """Collection name, Qdrant query and filter for a query by vector or by stored point."""
         if vector is not None and point_id is None:
-            name, recorded = self._existing(model_id)
-            if len(vector) != recorded.dimension:
-                raise CollectionMismatch(
-                    f"query vector has {len(vector)} dimensions but the collection of model "
-                    f"{model_id!r} holds {recorded.dimension}-d vectors"
-                )
+            name = self._collections.existing_for(model_id, vector)
             return name, list(vector), to_qdrant_filter(payload_filter)
         if point_id is not None and vector is None:
-            name, _ = self._existing(model_id)
+            name, _ = self._collections.existing(model_id)
             if not self.client.retrieve(name, [point_id], with_payload=False):
                 raise ItemNotFound(f"no point {point_id!r} in the collection of model {model_id!r}")
             # "More like this" must not answer with the query image itself.
@@ -449,7 +301,7 @@ class QdrantStore:
         """Points like the positive example points and unlike the negative ones (all excluded)."""
         if not positive:
             raise ValueError("a recommendation needs at least one positive example")
-        name, _ = self._existing(model_id)
+        name, _ = self._collections.existing(model_id)
         examples = list(dict.fromkeys([*positive, *negative]))
         found = {str(r.id) for r in self.client.retrieve(name, examples, with_payload=False)}
         missing = [example for example in examples if example not in found]
@@ -482,7 +334,7 @@ class QdrantStore:
         self, model_id: str, key: str, *, filter: PayloadFilter | None = None, limit: int = 50
     ) -> list[FacetCount]:
         """Counts per value of a payload field among points matching the filter."""
-        name, _ = self._existing(model_id)
+        name, _ = self._collections.existing(model_id)
         response = self.client.facet(
             name, key, facet_filter=to_qdrant_filter(filter), limit=limit, exact=True
         )
@@ -491,7 +343,7 @@ class QdrantStore:
     @_translate_errors
     def count(self, model_id: str, *, filter: PayloadFilter | None = None) -> int:
         """Exact number of points matching the filter."""
-        name, _ = self._existing(model_id)
+        name, _ = self._collections.existing(model_id)
         return self.client.count(name, count_filter=to_qdrant_filter(filter), exact=True).count
 
     @_translate_errors
@@ -505,7 +357,7 @@ class QdrantStore:
         with_vectors: bool = False,
     ) -> tuple[list[StoredPoint], str | None]:
         """One page of points in id order, and the offset of the next page (None at the end)."""
-        name, _ = self._existing(model_id)
+        name, _ = self._collections.existing(model_id)
         records, next_offset = self.client.scroll(
             name,
             scroll_filter=to_qdrant_filter(filter),
@@ -519,61 +371,20 @@ class QdrantStore:
     @_translate_errors
     def collections(self) -> list[CollectionInfo]:
         """Every Lookalike collection in this store (other collections are left out)."""
-        infos = []
-        current = self._alias_target()
-        # Aliases are not listed here: only real collections.
-        for description in self.client.get_collections().collections:
-            name = description.name
-            if not name.startswith(f"{self.prefix}__"):
-                continue
-            try:
-                recorded = _recorded(name, self.client.get_collection(name))
-            except CollectionMismatch:
-                continue  # our prefix, but not built by Lookalike
-            infos.append(self._info(name, recorded, current=name == current))
-        return sorted(infos, key=lambda info: info.name)
-
-    def _alias_target(self) -> str | None:
-        """The collection the ``<prefix>`` alias points at, if the alias exists."""
-        for alias in self.client.get_aliases().aliases:
-            if alias.alias_name == self.prefix:
-                return alias.collection_name
-        return None
+        return self._collections.listing()
 
     @_translate_errors
     def current_model(self) -> str | None:
         """Model id of the collection the ``<prefix>`` alias points at; None without alias."""
-        name = self._alias_target()
-        if name is None:
-            return None
-        try:
-            return self._record_of(name).model_id
-        except CollectionMismatch:
-            # The alias was pointed elsewhere by hand: not one of ours, so no current model.
-            return None
+        return self._collections.current_model()
 
     @_translate_errors
     def set_current(self, model_id: str) -> None:
         """Point the ``<prefix>`` alias at the model's (existing) collection, atomically."""
-        name = self._name(model_id)
-        if not self.client.collection_exists(name):
-            raise StoreError(f"no collection for model {model_id!r}; nothing to make current")
-        operations: list[models.AliasOperations] = []
-        # A server refuses to delete an alias that does not exist: delete only the one we saw.
-        if self._alias_target() is not None:
-            operations.append(
-                models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=self.prefix))
-            )
-        operations.append(
-            models.CreateAliasOperation(
-                create_alias=models.CreateAlias(collection_name=name, alias_name=self.prefix)
-            )
-        )
-        # One request: readers see the old collection or the new one, never no alias.
-        self.client.update_collection_aliases(change_aliases_operations=operations)
+        self._collections.set_current(model_id)
 
     def close(self) -> None:
         """Release the store (local mode holds a file lock)."""
         with self._guard:
-            self._recorded.clear()
+            self._collections.forget()
             self.client.close()

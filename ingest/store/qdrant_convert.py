@@ -7,10 +7,13 @@ from typing import Any
 
 from qdrant_client import models
 
+from ingest.store.base import point_id
+from schemas.models import ModelManifest
 from schemas.points import (
     AnyOfCondition,
     Condition,
     MatchCondition,
+    NewPoint,
     PayloadFilter,
     ScoredPoint,
     StoredPoint,
@@ -75,4 +78,21 @@ def stored_point(record: models.Record) -> StoredPoint:
         item_id=str(payload.get("item_id", "")),
         payload=payload,
         vector=_vector(record.vector),
+    )
+
+
+def point_struct(model: ModelManifest, point: NewPoint, ingested_at: str) -> models.PointStruct:
+    """A new point as Qdrant stores it: its metadata plus the system keys, which win."""
+    system = {
+        "item_id": point.item_id,
+        "image_sha256": point.image_sha256,
+        "source_uri": point.source_uri,
+        "thumbnail_key": point.thumbnail_key,
+        "ingested_at": ingested_at,
+        "model_fingerprint": model.fingerprint,
+    }
+    return models.PointStruct(
+        id=point_id(point.item_id, point.image_sha256),
+        vector=list(point.vector),
+        payload={**point.metadata, **system},
     )

@@ -7,13 +7,14 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from flask import Blueprint, g, request
+from flask import Blueprint, request
 from flask_wtf.csrf import CSRFProtect  # type: ignore[import-untyped]
 
 from ingest.store.current import current_model_id
+from schemas.models import MODEL_ID_MAX_LENGTH, MODEL_ID_PATTERN
 from search_api.web.services import Services, current_services
 
-_SEARCH_API = Path(__file__).resolve().parent.parent
+_HERE = Path(__file__).resolve().parent
 PREFIX = "/admin"
 
 # Named admin_ui: the API's own "admin" blueprint (collections, dead letters) has that name.
@@ -21,14 +22,15 @@ bp = Blueprint(
     "admin_ui",
     __name__,
     url_prefix=PREFIX,
-    static_folder=str(_SEARCH_API / "static" / "admin"),
+    static_folder=str(_HERE / "static"),
+    template_folder=str(_HERE / "templates"),
     static_url_path="/static",
 )
 # Every form of the page carries a token; installed on the app by ``setup.register_admin``.
 csrf = CSRFProtect()
 
-# Same rule as ModelSpec ids: anything else cannot name a collection, so it is not passed on.
-_MODEL_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,199}")
+# The ModelSpec id rule: anything else cannot name a collection, so it is not passed on.
+_MODEL_ID = re.compile(MODEL_ID_PATTERN)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
 
 QueryPairs = Sequence[tuple[str, str]]
@@ -40,13 +42,11 @@ def services() -> Services:
 
 
 def chosen_model(raw: str | None) -> str:
-    """The requested model id, or the current one; remembered for error messages."""
+    """The requested model id, or the current one."""
     svc = services()
     model_id = (raw or "").strip()
-    if not _MODEL_ID.fullmatch(model_id):
+    if len(model_id) > MODEL_ID_MAX_LENGTH or not _MODEL_ID.fullmatch(model_id):
         model_id = current_model_id(svc.settings, svc.store)
-    # search_api.web.errors reads it to tell "no collection yet" from "unknown model".
-    g.model_id = model_id
     return model_id
 
 

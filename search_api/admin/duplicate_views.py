@@ -28,6 +28,7 @@ from search_api.admin.blueprint import (
 from search_api.admin.cards import Card
 from search_api.admin.problems import Outcome, attempt
 from search_api.admin.search_views import model_options
+from search_api.producer.jobs import enqueue_find_duplicates
 from search_api.web.errors import ApiError
 
 GROUPS_PER_PAGE = 10
@@ -120,7 +121,6 @@ def duplicates() -> str:
 @bp.post("/duplicates/jobs")
 def start_duplicate_job() -> Response:
     """Start finding every duplicate group of the collection (a worker runs it)."""
-    from workers.duplicate_tasks import enqueue_find_duplicates
 
     svc = services()
     model_id = chosen_model(request.form.get("model"))

@@ -17,6 +17,7 @@ from search_api.admin.cards import Card, shown
 from search_api.admin.problems import attempt
 from search_api.admin.search_views import facet, model_options
 from search_api.admin.state import SearchState
+from search_api.queries.clusters import cluster_items
 
 WIDTH, HEIGHT, PAD = 800.0, 480.0, 24.0
 # Tableau 10: distinguishable, and every point's cluster is also named in its label.
@@ -89,7 +90,6 @@ def _scale(values: list[float], low: float, high: float) -> list[float]:
 
 def cluster_map(query: ClusterQuery) -> MapView:
     """Cluster the subset and lay its points out on the SVG canvas."""
-    from search_api.queries.clusters import cluster_items
 
     result = cluster_items(services().store, query)
     placed: list[tuple[ClusterMember, int | None]] = [

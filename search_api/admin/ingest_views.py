@@ -10,13 +10,14 @@ from typing import Any
 from flask import abort, flash, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from ingest.state.batches import Batch, BatchEntry, Batches
 from ingest.state.throughput import WINDOW_MINUTES, Throughput, cached_measure
 from ingest.store.current import current_model_id
 from schemas.events import EventState
 from search_api.admin.blueprint import back_to, bp, services
 from search_api.admin.cards import item_url
 from search_api.admin.problems import attempt, wants_json
-from search_api.admin.uploads import Batch, BatchEntry, Batches, UploadedFile, plan_upload
+from search_api.admin.uploads import UploadedFile, plan_upload
 
 MAX_DEAD_LETTERS_SHOWN = 200
 _BLOB = re.compile(r"blob://([0-9a-f]{64})")
@@ -56,7 +57,7 @@ def queue_stats() -> QueueStats:
     return QueueStats(
         depth=svc.publisher.queue_depth(),
         dead_letters=svc.tracker.dead_letter_count(),
-        throughput=cached_measure(svc.tracker.client, svc.settings.collection_prefix),
+        throughput=cached_measure(svc.redis, svc.settings.collection_prefix),
     )
 
 
@@ -82,7 +83,7 @@ def dead_letters() -> list[DeadLetterRow]:
 
 def _batches() -> Batches:
     svc = services()
-    return Batches(svc.tracker.client, svc.settings.collection_prefix)
+    return svc.batches
 
 
 @bp.get("/ingestion")
@@ -179,11 +180,7 @@ def _rows(batch: Batch) -> list[BatchRow]:
     svc = services()
     ids = [entry.event_id for entry in batch.entries]
     states: list[EventState | None] = svc.tracker.statuses(ids)
-    client, key = svc.tracker.client, svc.tracker.dead_letter_key
-    with client.pipeline(transaction=False) as pipe:
-        for event_id in ids:
-            pipe.hexists(key, event_id)
-        lettered = pipe.execute()
+    lettered = svc.tracker.have_dead_letters(ids)
     model_id = current_model_id(svc.settings, svc.store)
     return [
         BatchRow(

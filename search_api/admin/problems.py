@@ -13,18 +13,18 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import redis
-from flask import Response, current_app, g, render_template, request
+from flask import Response, current_app, render_template, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from ingest.errors import InvalidImage, LookalikeError, ModelNotFound
-from ingest.state.duplicate_jobs import DuplicateJobNotFound
+from ingest.errors import CollectionNotFound, InvalidImage, ModelNotFound
+from ingest.models.registry import ModelRegistry
 from search_api.web.errors import (
+    MODELS_DIR_CONFIG,
     ApiError,
+    Classified,
+    classify,
     error_response,
-    field_errors,
-    image_error,
-    status_for_error,
 )
 
 log = logging.getLogger(__name__)
@@ -95,9 +95,7 @@ def _is_csrf_error(error: Exception) -> bool:
 
 
 def problem_of(error: Exception) -> Problem:
-    """The readable form of any exception a view may meet."""
-    from search_api.cli.embedded.redis_server import EmbeddedRedisError
-
+    """The readable form of any exception a view may meet (statuses and codes: the API's table)."""
     if isinstance(error, ApiError):
         return Problem(error.status, error.code, error.message)
     if _is_csrf_error(error):
@@ -117,45 +115,36 @@ def problem_of(error: Exception) -> Problem:
         return Problem(
             status, "not_found" if status == 404 else "bad_request", error.description or error.name
         )
+    classified = classify(error)
+    if classified is None:
+        log.error("admin page error", exc_info=error)
+        return Problem(500, "internal_error", "Internal error; the details are in the server log.")
+    return Problem(classified.status, classified.code, _sentence(error, classified))
+
+
+def _sentence(error: Exception, classified: Classified) -> str:
+    """The page's wording of a classified failure (the API's message, where it reads well)."""
     if isinstance(error, InvalidImage):
-        refused = image_error(error)
-        return Problem(refused.status, refused.code, f"Not an image we can read: {error.message}.")
-    if isinstance(error, DuplicateJobNotFound):
-        return Problem(404, "job_not_found", str(error))
+        return f"Not an image we can read: {error.message}."
     if isinstance(error, ValidationError):
-        details = field_errors(error.errors(include_url=False, include_input=False))
-        listed = "; ".join(f"{e['field']}: {e['message']}" for e in details["errors"])
-        return Problem(422, "validation_error", f"Invalid input ({listed}).")
-    if isinstance(error, EmbeddedRedisError):
-        return Problem(503, "queue_unavailable", str(error))
-    if isinstance(error, LookalikeError):
-        status, code, _ = status_for_error(error)
-        if code == "model_not_found" and not isinstance(error, ModelNotFound):
-            # The store only knows the collection is missing; the registry says why.
-            return Problem(status, code, _unknown_model_message(str(error)))
-        if code != "internal_error":
-            return Problem(status, code, str(error))
-    elif isinstance(error, redis.RedisError):
+        listed = "; ".join(f"{e['field']}: {e['message']}" for e in classified.details["errors"])
+        return f"Invalid input ({listed})."
+    if isinstance(error, redis.RedisError):
         log.warning("Redis unavailable: %s", error)
-        return Problem(503, "queue_unavailable", f"The queue (Redis) failed: {error}.")
-    elif isinstance(error, ValueError):
-        # The query service refuses impossible input with a ValueError (API: a 422).
-        code = "too_many_points" if type(error).__name__ == "TooManyPoints" else "invalid_query"
-        return Problem(422, code, str(error))
-    log.error("admin page error", exc_info=error)
-    return Problem(500, "internal_error", "Internal error; the details are in the server log.")
+        return f"The queue (Redis) failed: {error}."
+    if isinstance(error, CollectionNotFound) and classified.code == "model_not_found":
+        # The store only knows the collection is missing; the registry says why.
+        return _unknown_model_message(error.model_id, classified.message)
+    return classified.message
 
 
-def _unknown_model_message(fallback: str) -> str:
-    from search_api.web.services import current_services
-
-    model_id = g.get("model_id")
-    if not isinstance(model_id, str):
-        return fallback
+def _unknown_model_message(model_id: str, fallback: str) -> str:
     try:
-        current_services().registry.spec(model_id)
+        ModelRegistry(current_app.config[MODELS_DIR_CONFIG]).spec(model_id)
     except ModelNotFound as error:
         return str(error)
+    except KeyError:
+        pass
     return fallback
 
 

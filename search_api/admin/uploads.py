@@ -4,27 +4,21 @@ The CSV is the one ``lookalike ingest --catalog`` reads: an ``item_id`` and an `
 column (the uploaded file's name), every other column becomes metadata (numbers stay
 numbers). Files without a row are ingested under their file name without its extension.
 An upload is checked whole before anything is queued: one bad file refuses all of them, with
-a message per file. The event ids of an upload are kept in Redis for a week as a "batch",
-so its page can follow the events to done (or failed) after a reload.
+a message per file. The event ids of an upload are kept as a batch
+(``ingest.state.batches``), so its page can follow the events to done (or failed) after a reload.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
-import redis
-from pydantic import BaseModel, Field
-
 from ingest.images.decode import decode_image
 from ingest.ingestion.bulk import parse_cell
-from ingest.state.events import STATUS_TTL
 from schemas.events import UploadEvent
 from schemas.settings import Settings
 from search_api.admin.problems import problem_of
@@ -146,40 +140,3 @@ def plan_upload(
         event = UploadEvent(item_id=item_id, image_uri=blob_put(data), metadata=metadata)
         plan.events.append((event, name, data))
     return plan
-
-
-class BatchEntry(BaseModel):
-    """One upload of a batch."""
-
-    event_id: str
-    item_id: str
-    filename: str
-    image_uri: str
-
-
-class Batch(BaseModel):
-    """The events of one upload from the admin page."""
-
-    batch_id: str
-    entries: list[BatchEntry] = Field(default_factory=list)
-
-
-class Batches:
-    """Batches in Redis, next to the event statuses and for as long (a week)."""
-
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
-        self.client = client
-        self.prefix = f"{prefix}:admin:batch"
-
-    def save(self, entries: list[BatchEntry]) -> Batch:
-        """Keep a new batch; returns it with its id."""
-        batch = Batch(batch_id=uuid.uuid4().hex, entries=entries)
-        self.client.set(f"{self.prefix}:{batch.batch_id}", batch.model_dump_json(), ex=STATUS_TTL)
-        return batch
-
-    def get(self, batch_id: str) -> Batch | None:
-        """A batch, or None if unknown or expired."""
-        if not batch_id.isalnum() or len(batch_id) > 64:
-            return None
-        raw = self.client.get(f"{self.prefix}:{batch_id}")
-        return Batch.model_validate(json.loads(raw)) if raw else None

@@ -5,14 +5,8 @@ from __future__ import annotations
 from flask import Blueprint
 
 from ingest.store.current import current_model_id, enabled_model_ids
-from schemas.api import (
-    CollectionList,
-    DeadLetterList,
-    DeadLetterView,
-    ModelInfo,
-    ModelList,
-    RetriedEvents,
-)
+from schemas.api.ingest import DeadLetterList, DeadLetterView, RetriedEvents
+from schemas.api.status import CollectionList, ModelInfo, ModelList
 from schemas.settings import ApiRole
 from search_api.api.openapi import API_PREFIX, endpoint
 from search_api.web.errors import ApiError

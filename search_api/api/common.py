@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import g
-
 from ingest.errors import InvalidImage, InvalidImageReason
 from ingest.store.current import current_model_id
 from search_api.queries.similar import embed_query_image
@@ -15,13 +13,12 @@ from search_api.web.services import Services, current_services
 
 
 def model_for(requested: str | None) -> str:
-    """The requested model id, or the current one; remembered for error reporting."""
+    """The requested model id, or the current one."""
     if requested:
         model_id = requested
     else:
         services = current_services()
         model_id = current_model_id(services.settings, services.store)
-    g.model_id = model_id
     return model_id
 
 

@@ -7,7 +7,7 @@ from flask import Blueprint
 from ingest.duplicates.matches import item_near_duplicates, near_duplicates
 from ingest.duplicates.thresholds import resolve_threshold
 from ingest.state.duplicate_jobs import DuplicateJobNotFound
-from schemas.api import (
+from schemas.api.duplicates import (
     DismissalResult,
     DuplicateJobList,
     DuplicateJobRequest,
@@ -23,6 +23,7 @@ from schemas.points import MatchCondition, PayloadFilter
 from schemas.settings import ApiRole
 from search_api.api.common import embed_image, model_for, read_upload
 from search_api.api.openapi import API_PREFIX, endpoint
+from search_api.producer.jobs import enqueue_find_duplicates
 from search_api.web.errors import ApiError, invalid_field, query_errors
 from search_api.web.services import current_services
 
@@ -76,7 +77,6 @@ def _only(item_id: str) -> PayloadFilter:
 @endpoint(ApiRole.ADMIN, DuplicateJob, status=202, errors=(404, 415), tags=TAGS)
 def start_job(json: DuplicateJobRequest) -> tuple[DuplicateJob, int]:
     """Start finding every duplicate group of a collection in the background (a worker runs it)."""
-    from workers.duplicate_tasks import enqueue_find_duplicates
 
     services = current_services()
     model_id = model_for(json.model_id)

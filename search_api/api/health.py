@@ -6,7 +6,7 @@ from flask import Blueprint, Response, jsonify
 
 from ingest.errors import LookalikeError
 from ingest.store.current import current_model_id
-from schemas.api import Check, Health, Readiness
+from schemas.api.status import Check, Health, Readiness
 from search_api.api.openapi import API_PREFIX, endpoint, spec
 from search_api.web.errors import ApiError
 from search_api.web.metrics import current_metrics

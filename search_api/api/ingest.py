@@ -6,7 +6,7 @@ from flask import Blueprint
 
 from ingest.errors import InvalidImage
 from ingest.images.decode import decode_image, sha256_hex
-from schemas.api import (
+from schemas.api.ingest import (
     AcceptedUpload,
     EventAccepted,
     EventStatusView,

@@ -14,7 +14,7 @@ from spectree.model_adapter.protocol import ModelAdapter
 from spectree.model_adapter.pydantic_adapter import PydanticModelAdapter
 from spectree.models import InType, SecureType
 
-from schemas.api import ErrorBody
+from schemas.api.common import ErrorBody
 from schemas.settings import ApiRole
 from search_api.web.auth import BEARER_SCHEME, HEADER_SCHEME, SECURITY
 from search_api.web.errors import ApiError, validation_error

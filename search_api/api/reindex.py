@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, g
+from flask import Blueprint
 
 from ingest.reindex.checks import ReindexRefused, check_reindex
 from ingest.state.reindex_jobs import ReindexJobs
-from ingest.store.current import current_model_id
 from schemas.reindex import ReindexJob, ReindexRequest
 from schemas.settings import ApiRole
 from search_api.api.openapi import API_PREFIX, endpoint
+from search_api.producer.jobs import enqueue_reindex
 from search_api.web.errors import ApiError
 from search_api.web.services import Services, current_services
 
@@ -31,11 +31,8 @@ def start(json: ReindexRequest) -> tuple[ReindexJob, int]:
     `allow_failures` is false). 404: model not installed or nothing stored yet; 409: it is
     already the current model.
     """
-    from workers.reindex_tasks import enqueue_reindex
 
     services = current_services()
-    # A missing collection is the current model's: nothing has been stored yet.
-    g.model_id = current_model_id(services.settings, services.store)
     try:
         source, _ = check_reindex(services.settings, services.store, services.registry, json.to)
     except ReindexRefused as error:

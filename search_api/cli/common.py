@@ -1,5 +1,4 @@
-"""Helpers every ``lookalike`` command module shares (kept apart so that command modules
-can import them without importing ``search_api.cli``, which may be running as ``__main__``)."""
+"""Helpers every ``lookalike`` command module shares."""
 
 from __future__ import annotations
 
@@ -10,6 +9,7 @@ from typing import Any, TypeVar
 import click
 
 from ingest.errors import LookalikeError
+from schemas.models import ModelManifest
 from schemas.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -33,3 +33,15 @@ def settings_of(ctx: click.Context) -> Settings:
     settings = ctx.find_root().obj
     assert isinstance(settings, Settings)  # noqa: S101 (set by the root command)
     return settings
+
+
+def warn_if_random(manifest: ModelManifest) -> None:
+    """A red warning on stderr when a model has random weights."""
+    if manifest.random_weights:
+        click.secho(
+            f"WARNING: model {manifest.spec.id!r} has RANDOM WEIGHTS (for tests and benchmarks "
+            "only): similarity results are not meaningful.",
+            fg="red",
+            bold=True,
+            err=True,
+        )

@@ -14,10 +14,13 @@ from datetime import datetime
 import click
 from tqdm import tqdm
 
+from ingest.models.registry import ModelRegistry
 from ingest.state.reindex_jobs import PAGE_SIZE, ReindexJobs
 from schemas.reindex import ReindexJob, ReindexState
 from schemas.settings import Settings
 from search_api.cli.common import friendly_errors, settings_of
+from search_api.cli.stack import queue_connection
+from search_api.producer.jobs import enqueue_reindex, resume_reindex
 
 POLL_SECONDS = 0.5
 # A queued job nobody has started after this long most likely has no worker to run it.
@@ -79,7 +82,6 @@ def reindex(
 
 def _check_target(settings: Settings, target: str) -> None:
     """Refuse a model that is not installed here, before anything is queued."""
-    from ingest.models.registry import ModelRegistry
 
     manifest = ModelRegistry(settings.models_dir).manifest(target)
     if manifest.random_weights:
@@ -108,41 +110,33 @@ def _run(
     resume_id: str | None,
     options: _Options,
 ) -> None:
-    import redis
-
-    from search_api.cli.queue import celery_for
-    from workers.reindex_tasks import enqueue_reindex, resume_reindex
-
-    with celery_for(settings) as celery:
-        client = redis.Redis.from_url(celery.conf.broker_url)
-        try:
-            jobs = ReindexJobs(client, prefix=settings.collection_prefix)
-            if status_of is not None:
-                job = jobs.latest() if status_of == "latest" else jobs.job(status_of)
-                if job is None:
-                    raise click.ClickException(f"no re-index job {status_of!r}")
-                print_job(job)
-                return
-            if resume_id is not None:
-                job = resume_reindex(celery, jobs, resume_id, allow_failures=options.allow_failures)
-                click.echo(f"re-index job {job.job_id} queued again ({job.state.value})")
-            else:
-                assert target is not None  # noqa: S101 (checked by the command)
-                job = enqueue_reindex(
-                    celery,
-                    jobs,
-                    target,
-                    drop_old=options.drop_old,
-                    allow_failures=options.allow_failures,
-                    page_size=options.page_size,
-                )
-                click.echo(f"queued re-index job {job.job_id} into {target}")
-            if not options.wait:
-                click.echo(f"follow it with `lookalike reindex --status {job.job_id}`")
-                return
-            final = follow(jobs, job.job_id, progress=options.progress)
-        finally:
-            client.close()
+    with queue_connection(settings) as publisher:
+        celery = publisher.celery
+        jobs = ReindexJobs(publisher.tracker.client, prefix=settings.collection_prefix)
+        if status_of is not None:
+            job = jobs.latest() if status_of == "latest" else jobs.job(status_of)
+            if job is None:
+                raise click.ClickException(f"no re-index job {status_of!r}")
+            print_job(job)
+            return
+        if resume_id is not None:
+            job = resume_reindex(celery, jobs, resume_id, allow_failures=options.allow_failures)
+            click.echo(f"re-index job {job.job_id} queued again ({job.state.value})")
+        else:
+            assert target is not None  # noqa: S101 (checked by the command)
+            job = enqueue_reindex(
+                celery,
+                jobs,
+                target,
+                drop_old=options.drop_old,
+                allow_failures=options.allow_failures,
+                page_size=options.page_size,
+            )
+            click.echo(f"queued re-index job {job.job_id} into {target}")
+        if not options.wait:
+            click.echo(f"follow it with `lookalike reindex --status {job.job_id}`")
+            return
+        final = follow(jobs, job.job_id, progress=options.progress)
     print_job(final)
     if final.state is ReindexState.FAILED:
         raise SystemExit(1)

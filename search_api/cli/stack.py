@@ -1,9 +1,10 @@
-"""`lookalike up`: the whole embedded stack in one process.
+"""Where the web app, the workers and the embedded services meet: the one place that wires them.
 
-Redis (embedded unless ``LOOKALIKE_REDIS_URL``), the store (local mode on disk unless
-``LOOKALIKE_QDRANT_URL``), a Celery worker thread and the HTTP API with the admin page. The
-local-mode store can be opened by one process only, so the API and the worker share it here;
-production runs them as separate processes against servers (deploy/).
+`lookalike up` runs the whole embedded stack in one process: Redis (embedded unless
+``LOOKALIKE_REDIS_URL``), the store (local mode on disk unless ``LOOKALIKE_QDRANT_URL``), a
+Celery worker thread and the HTTP API with the admin page. The local-mode store can be opened
+by one process only, so the API and the worker share it here; production runs them as separate
+processes against servers (deploy/).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
+import redis
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
@@ -25,20 +27,110 @@ from ingest.images.blobs import BlobStore
 from ingest.ingestion.bulk import catalog_sources, upload_events
 from ingest.models.registry import ModelRegistry
 from ingest.models.resolve import resolve_model
+from ingest.state.events import EventTracker
 from ingest.store.base import VectorStore
 from ingest.store.current import current_model_id, open_store
 from schemas.models import ModelManifest
+from schemas.queue import QUEUE
 from schemas.settings import Settings
-from search_api.cli.queue import follow
+from search_api.cli.embedded.redis_server import redis_url_for
+from search_api.cli.progress import follow
+from search_api.producer.celery_client import producer_celery
+from search_api.producer.publisher import Publisher
 from search_api.web.app import create_app
+from search_api.web.server import check_workers, serve
 from search_api.web.services import Services
+from workers.app import app as worker_app
+from workers.app import configure
+from workers.context import provide_store
 from workers.embedded_worker import EmbeddedWorker
+from workers.recovery import start_recovery
 
 log = logging.getLogger(__name__)
 
 SAMPLE_DIR_NAME = "sample-catalog"
 # The near-duplicate shown on start: the sample catalog's coffee photo and its variants.
 SHOWCASE_ITEM = "coffee"
+
+
+@contextlib.contextmanager
+def broker_url(settings: Settings) -> Iterator[str]:
+    """LOOKALIKE_REDIS_URL, or an embedded Redis's URL for the duration of the block."""
+    url, embedded = redis_url_for(settings)
+    try:
+        yield url
+    finally:
+        if embedded is not None:
+            # Shuts the server down only if this process started it; the append-only file
+            # keeps whatever is still queued for the next start.
+            embedded.stop()
+
+
+@contextlib.contextmanager
+def queue_connection(settings: Settings) -> Iterator[Publisher]:
+    """A publisher, with its status tracker, on the queue's Redis (embedded if none is set)."""
+    with broker_url(settings) as url:
+        celery = producer_celery(settings, url)
+        publisher = Publisher.connect(celery, settings.collection_prefix)
+        try:
+            yield publisher
+        finally:
+            publisher.tracker.client.close()
+            celery.close()
+
+
+def run_worker(settings: Settings, concurrency: int | None, loglevel: str) -> None:
+    """Start a Celery worker on the ingestion queue (blocks until stopped)."""
+    if settings.qdrant_url is None and (concurrency or 1) > 1:
+        raise click.UsageError(
+            "the embedded (local-mode) store can be opened by one process only: run a Qdrant "
+            "server and set LOOKALIKE_QDRANT_URL to use --concurrency > 1"
+        )
+    processes = concurrency or (settings.worker_processes if settings.qdrant_url else 1)
+    # Worker processes read their settings from the environment: share the thread rule
+    # (ONNX threads per session x processes <= cores) with them.
+    os.environ["LOOKALIKE_WORKER_PROCESSES"] = str(processes)
+
+    with broker_url(settings) as url:
+        celery = configure(worker_app, settings, url)
+        tracker = EventTracker(redis.Redis.from_url(url), prefix=settings.collection_prefix)
+        stop_recovery = start_recovery(
+            celery,
+            tracker,
+            interval=settings.queue.recovery_interval,
+            min_age=settings.queue.recovery_min_age,
+        )
+        try:
+            celery.worker_main(
+                [
+                    "worker",
+                    f"--loglevel={loglevel}",
+                    f"--concurrency={processes}",
+                    f"--queues={QUEUE}",
+                    "--hostname=lookalike@%h",
+                    "--without-gossip",
+                    "--without-mingle",
+                ]
+            )
+        finally:
+            stop_recovery.set()
+            tracker.client.close()
+
+
+def serve_api(settings: Settings, *, bind: str, workers: int, threads: int, dev: bool) -> None:
+    """The HTTP API until stopped: gunicorn, or Flask's server with ``dev``.
+
+    Without LOOKALIKE_REDIS_URL the embedded Redis is started here, before gunicorn forks,
+    and its URL handed to every worker process (the web app never starts a broker).
+    """
+    check_workers(settings, workers)
+    with broker_url(settings) as url:
+        settings = settings.model_copy(update={"redis_url": url})
+        if not dev:
+            serve(settings, bind=bind, workers=workers, threads=threads)
+            return
+        host, _, port = bind.rpartition(":")
+        create_app(settings).run(host=host or "127.0.0.1", port=int(port), threaded=True)
 
 
 @dataclass
@@ -62,13 +154,6 @@ class EmbeddedStack:
 
     def start(self) -> None:
         """Start Redis, the store, the worker and the HTTP server; the model must resolve first."""
-        from search_api.cli.embedded.redis_server import redis_url_for
-        from workers.app import app as celery
-        from workers.app import configure
-        from workers.context import provide_store
-        from workers.publisher import Publisher
-        from workers.recovery import start_recovery
-
         # Before anything starts: a taken port is a message, not a half-started stack.
         self._check_address()
         store = open_store(self.settings)
@@ -83,7 +168,7 @@ class EmbeddedStack:
             self._closers.append(embedded.stop)
         # Everything below talks to this one broker, embedded or configured.
         self.settings = self.settings.model_copy(update={"redis_url": url})
-        configure(celery, self.settings, url)
+        celery = configure(worker_app, self.settings, url)
         provide_store(self.settings, store)
         self.worker = EmbeddedWorker(celery)
         self.worker.start()

@@ -11,6 +11,7 @@ import click
 
 from ingest.errors import LookalikeError
 from schemas.models import ModelManifest
+from schemas.queries import SimilarityQuery
 from search_api.cli.common import friendly_errors, settings_of
 from search_api.cli.stack import (
     SHOWCASE_ITEM,
@@ -20,6 +21,7 @@ from search_api.cli.stack import (
     sample_queries,
     stored_points,
 )
+from search_api.queries.similar import run_query
 
 HEALTH_POLL_SECONDS = 1.0
 
@@ -46,8 +48,6 @@ def _random_weights_warning(manifest: ModelManifest) -> None:
 
 def _showcase(stack: EmbeddedStack, model_id: str) -> None:
     """One search on the sample catalog, so the first screen shows that search works."""
-    from schemas.queries import SimilarityQuery
-    from search_api.queries.similar import run_query
 
     query = SimilarityQuery(model_id=model_id, item_id=SHOWCASE_ITEM, limit=5)
     try:

@@ -13,7 +13,7 @@ from flask.json.provider import DefaultJSONProvider
 from schemas.settings import Settings
 from search_api.admin import register_admin
 from search_api.api import register_api
-from search_api.web.errors import register_error_handlers
+from search_api.web.errors import MODELS_DIR_CONFIG, register_error_handlers
 from search_api.web.metrics import ApiMetrics
 from search_api.web.services import EXTENSION, Services
 
@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     settings = services.settings
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.api.max_upload_bytes
+    app.config[MODELS_DIR_CONFIG] = settings.models_dir
     app.json = StrictJSONProvider(app)
     app.json.sort_keys = False  # keep the schemas' field order in responses
     app.extensions[EXTENSION] = services

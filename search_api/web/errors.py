@@ -1,12 +1,13 @@
-"""One error body for every failure: ``{"error": {"code", "message", "details"}}``.
+"""One error body for every failure (``{"error": {"code", "message", "details"}}``), and the
+one table from exception to HTTP status and error code that the API and the admin page share.
 
-Mapping (also in the README's API section):
+The table, most specific class first (also in the README's API section):
 
 - request validation (spectree, pydantic) -> 422 ``validation_error`` with ``details.field``
 - not an image -> 422 ``invalid_image`` with the decoder's ``details.reason``
   (an image over ``LOOKALIKE_IMAGES__MAX_BYTES`` -> 413, reason ``too_many_bytes``)
 - bad cursor, too many points to cluster, wrong vector size -> 422
-- unknown item, model, collection, event, dead letter, route -> 404
+- unknown item, model, collection, event, dead letter, job, route -> 404
 - re-index to the model that is already the current one -> 409 ``same_model``
 - body over the size limit, too many images -> 413
 - missing or unknown API key -> 401; key without the role -> 403
@@ -19,26 +20,38 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-from flask import Flask, Response, g, jsonify
+from flask import Flask, Response, current_app, jsonify
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from ingest.errors import (
     CollectionMismatch,
+    CollectionNotFound,
     InvalidImage,
     InvalidImageReason,
     ItemNotFound,
     ModelError,
     ModelNotFound,
+    QueueUnavailable,
     StoreError,
     StoreUnavailable,
 )
-from schemas.api import ErrorBody, ErrorDetail
+from ingest.models.registry import ModelRegistry
+from ingest.reindex.checks import ReindexRefused
+from ingest.state.duplicate_jobs import DuplicateJobNotFound
+from ingest.state.reindex_jobs import ReindexJobNotFound
+from schemas.api.common import ErrorBody, ErrorDetail
+from search_api.queries.clusters import TooManyPoints
 
 log = logging.getLogger(__name__)
+
+# Where the app keeps its models directory, for telling an unknown model from a known one
+# that has no collection yet (without asking the store again while handling its error).
+MODELS_DIR_CONFIG = "LOOKALIKE_MODELS_DIR"
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -49,6 +62,70 @@ _HTTP_CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
 }
+
+# Exception class -> (status, code); the first class the error is an instance of wins.
+ERROR_TABLE: tuple[tuple[type[Exception], int, str], ...] = (
+    (InvalidImage, 422, "invalid_image"),
+    (ModelNotFound, 404, "model_not_found"),
+    (ModelError, 503, "model_unavailable"),
+    (StoreUnavailable, 503, "store_unavailable"),
+    (ItemNotFound, 404, "item_not_found"),
+    (CollectionMismatch, 422, "collection_mismatch"),
+    (CollectionNotFound, 404, "collection_not_found"),
+    # Qdrant refused the request as written (e.g. a facet on a field without an index).
+    (StoreError, 422, "store_rejected"),
+    (QueueUnavailable, 503, "queue_unavailable"),
+    (redis.RedisError, 503, "queue_unavailable"),
+    (DuplicateJobNotFound, 404, "job_not_found"),
+    (ReindexJobNotFound, 404, "job_not_found"),
+    (ReindexRefused, 409, "same_model"),
+    # The query service refuses impossible input with a ValueError: a 422, not a 500.
+    (TooManyPoints, 422, "too_many_points"),
+    (ValidationError, 422, "validation_error"),
+    (ValueError, 422, "invalid_query"),
+)
+
+
+@dataclass(frozen=True)
+class Classified:
+    """An exception as the API reports it: status, code, details and message."""
+
+    status: int
+    code: str
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def classify(error: Exception) -> Classified | None:
+    """The table's answer for ``error``; None for an unexpected one (a 500)."""
+    rule = next((rule for rule in ERROR_TABLE if isinstance(error, rule[0])), None)
+    if rule is None:
+        return None
+    _, status, code = rule
+    message = str(error)
+    details: dict[str, Any] = {}
+    if isinstance(error, InvalidImage):
+        refused = image_error(error)
+        status, message, details = refused.status, refused.message, refused.details
+    elif isinstance(error, CollectionNotFound) and not _model_known(error.model_id):
+        status, code = 404, "model_not_found"
+    elif isinstance(error, ValidationError):
+        details = field_errors(error.errors(include_url=False, include_input=False))
+        message = "the request is not valid"
+    elif isinstance(error, redis.RedisError):
+        message = f"the queue (Redis) failed: {error}"
+    return Classified(status, code, message, details)
+
+
+def _model_known(model_id: str) -> bool:
+    models_dir = current_app.config.get(MODELS_DIR_CONFIG)
+    if models_dir is None:
+        return True  # cannot tell: keep "no collection"
+    try:
+        ModelRegistry(models_dir).spec(model_id)
+    except ModelNotFound:
+        return False
+    return True
 
 
 class ApiError(Exception):
@@ -110,10 +187,11 @@ def query_errors() -> Iterator[None]:
     try:
         yield
     except ValueError as error:
-        if isinstance(error, ValidationError):
-            raise validation_error(error) from error
-        code = "too_many_points" if type(error).__name__ == "TooManyPoints" else "invalid_query"
-        raise ApiError(422, code, str(error)) from error
+        classified = classify(error)
+        assert classified is not None  # noqa: S101 (ValueError is in the table)
+        raise ApiError(
+            classified.status, classified.code, classified.message, classified.details
+        ) from error
 
 
 def image_error(error: InvalidImage, context: str = "", **details: Any) -> ApiError:
@@ -121,55 +199,6 @@ def image_error(error: InvalidImage, context: str = "", **details: Any) -> ApiEr
     status = 413 if error.reason is InvalidImageReason.TOO_MANY_BYTES else 422
     message = f"{context}: {error.message}" if context else error.message
     return ApiError(status, "invalid_image", message, {"reason": error.reason.value, **details})
-
-
-def _store_error(error: StoreError) -> tuple[int, str]:
-    """Status and code of a store refusal: a missing collection is a 404, else the input."""
-    if isinstance(error, StoreUnavailable):
-        return 503, "store_unavailable"
-    if isinstance(error, ItemNotFound):
-        return 404, "item_not_found"
-    if isinstance(error, CollectionMismatch):
-        return 422, "collection_mismatch"
-    model_id = g.get("model_id")
-    if model_id is not None and not _collection_exists(model_id):
-        return 404, "collection_not_found" if _model_known(model_id) else "model_not_found"
-    # Qdrant refused the request as written (e.g. a facet on a field without an index).
-    return 422, "store_rejected"
-
-
-def _collection_exists(model_id: str) -> bool:
-    from search_api.web.services import current_services
-
-    try:
-        return any(c.model_id == model_id for c in current_services().store.collections())
-    except StoreError:
-        return True  # cannot tell: keep the original error
-
-
-def _model_known(model_id: str) -> bool:
-    from search_api.web.services import current_services
-
-    try:
-        current_services().registry.spec(model_id)
-    except ModelNotFound:
-        return False
-    return True
-
-
-def status_for_error(error: Exception) -> tuple[int, str, dict[str, Any]]:
-    """HTTP status, error code and details of one of Lookalike's exceptions (API and admin)."""
-    if isinstance(error, InvalidImage):
-        refused = image_error(error)
-        return refused.status, refused.code, refused.details
-    if isinstance(error, ModelNotFound):
-        return 404, "model_not_found", {}
-    if isinstance(error, ModelError):
-        return 503, "model_unavailable", {}
-    if isinstance(error, StoreError):
-        status, code = _store_error(error)
-        return status, code, {}
-    return 500, "internal_error", {}
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -192,23 +221,16 @@ def register_error_handlers(app: Flask) -> None:
             response.headers["Allow"] = ", ".join(error.valid_methods)
         return response
 
-    @app.errorhandler(StoreError)
-    @app.errorhandler(ModelError)
-    @app.errorhandler(InvalidImage)
-    def _lookalike(error: Exception) -> Response:
-        status, code, details = status_for_error(error)
-        return error_response(status, code, str(error), details)
-
-    @app.errorhandler(redis.RedisError)
-    def _redis(error: redis.RedisError) -> Response:
-        log.warning("Redis unavailable: %s", error)
-        return error_response(503, "queue_unavailable", f"the queue (Redis) failed: {error}")
-
     @app.errorhandler(Exception)
-    def _unexpected(error: Exception) -> Response:
-        from search_api.cli.embedded.redis_server import EmbeddedRedisError
-
-        if isinstance(error, EmbeddedRedisError):
-            return error_response(503, "queue_unavailable", str(error))
-        log.exception("unhandled error")
-        return error_response(500, "internal_error", "internal error (logged on the server)")
+    def _table(error: Exception) -> Response:
+        classified = classify(error)
+        # ValueErrors are the query service's refusals only inside ``query_errors``;
+        # anywhere else one is a bug.
+        if classified is None or classified.code in ("invalid_query", "validation_error"):
+            log.exception("unhandled error")
+            return error_response(500, "internal_error", "internal error (logged on the server)")
+        if isinstance(error, redis.RedisError):
+            log.warning("Redis unavailable: %s", error)
+        return error_response(
+            classified.status, classified.code, classified.message, classified.details
+        )

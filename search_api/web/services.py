@@ -1,30 +1,34 @@
-"""What the API's views need (store, queue, blobs, thumbnails, models), opened lazily once."""
+"""What the API's views need (store, queue, blobs, thumbnails, models), opened lazily once.
+
+The web app never starts a broker: without ``LOOKALIKE_REDIS_URL`` whoever runs it
+(``lookalike up``, ``lookalike api``: ``search_api.cli.stack``) starts the embedded Redis and
+passes its URL in the settings; an app with no Redis at all answers queue requests with 503.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from typing import TYPE_CHECKING
 
 import redis
+from celery import Celery
 from flask import current_app
 
+from ingest.errors import QueueUnavailable
 from ingest.images.blobs import BlobStore
 from ingest.images.thumbnails import ThumbnailStore
 from ingest.models.registry import ModelRegistry
 from ingest.models.runtime import ModelRuntime, load_runtime
+from ingest.state.batches import Batches
+from ingest.state.duplicate_jobs import DuplicateResults
 from ingest.state.events import EventTracker
+from ingest.state.reindex_jobs import ReindexJobs
 from ingest.store.base import VectorStore
 from ingest.store.current import open_store
 from schemas.settings import Settings
+from search_api.producer.celery_client import producer_celery
+from search_api.producer.publisher import Publisher
 from search_api.web.auth import KeyRing
-
-if TYPE_CHECKING:
-    from celery import Celery
-
-    from ingest.state.duplicate_jobs import DuplicateResults
-    from search_api.cli.embedded.redis_server import EmbeddedRedis
-    from workers.publisher import Publisher
 
 EXTENSION = "lookalike"
 # A request must fail (503) quickly when Redis is gone, not hang a server thread.
@@ -33,7 +37,7 @@ REDIS_SOCKET_TIMEOUT = 5.0
 
 
 class Services:
-    """Settings plus the store, the publisher, blobs and thumbnails; pass any of them to inject."""
+    """Settings plus the store, the queue, blobs and thumbnails; pass any of them to inject."""
 
     def __init__(
         self,
@@ -54,8 +58,6 @@ class Services:
         # Injected objects belong to whoever injected them: close only what was opened here.
         self._owns_store = store is None
         self._owns_publisher = publisher is None
-        self._celery: Celery | None = None
-        self._embedded: EmbeddedRedis | None = None
         self._lock = threading.Lock()
         self._closed = False
 
@@ -70,7 +72,7 @@ class Services:
 
     @property
     def publisher(self) -> Publisher:
-        """Publisher and status tracker on the broker (an embedded Redis if none configured)."""
+        """Publisher and status tracker on the configured Redis."""
         if self._publisher is None:
             with self._lock:
                 if self._publisher is None:
@@ -78,8 +80,13 @@ class Services:
         return self._publisher
 
     @property
+    def redis(self) -> redis.Redis:
+        """The queue's Redis, where every state store of ``ingest.state`` lives."""
+        return self.publisher.tracker.client
+
+    @property
     def tracker(self) -> EventTracker:
-        """Event statuses and dead letters."""
+        """Event statuses, the pending ledger and dead letters."""
         return self.publisher.tracker
 
     @property
@@ -89,34 +96,40 @@ class Services:
 
     @property
     def duplicates(self) -> DuplicateResults:
-        """Duplicate jobs, their groups and dismissed pairs, on the same Redis."""
-        from ingest.state.duplicate_jobs import DuplicateResults
+        """Duplicate jobs, their groups and dismissed pairs."""
+        return DuplicateResults(self.redis, prefix=self.settings.collection_prefix)
 
-        return DuplicateResults(self.tracker.client, prefix=self.settings.collection_prefix)
+    @property
+    def reindex_jobs(self) -> ReindexJobs:
+        """Re-index jobs and their progress."""
+        return ReindexJobs(self.redis, prefix=self.settings.collection_prefix)
+
+    @property
+    def batches(self) -> Batches:
+        """The admin page's upload batches."""
+        return Batches(self.redis, self.settings.collection_prefix)
 
     def runtime(self, model_id: str) -> ModelRuntime:
         """A loaded model (cached process-wide by ``ingest``)."""
         return load_runtime(self.settings, model_id)
 
     def _connect(self) -> Publisher:
-        from celery import Celery
-
-        from search_api.cli.embedded.redis_server import redis_url_for
-        from workers.app import configure
-        from workers.publisher import Publisher
-
-        url, self._embedded = redis_url_for(self.settings)
-        # An app of our own: the shared `workers.app.app` is the worker's, configured there.
-        self._celery = configure(Celery("lookalike-api", set_as_current=False), self.settings, url)
+        url = self.settings.redis_url
+        if url is None:
+            raise QueueUnavailable(
+                "no Redis configured for this app (LOOKALIKE_REDIS_URL); `lookalike api` and "
+                "`lookalike up` start an embedded one when it is unset"
+            )
         client = redis.Redis.from_url(
             url,
             socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
             socket_timeout=REDIS_SOCKET_TIMEOUT,
         )
-        return Publisher(self._celery, EventTracker(client, prefix=self.settings.collection_prefix))
+        celery = producer_celery(self.settings, url, name="lookalike-api")
+        return Publisher(celery, EventTracker(client, prefix=self.settings.collection_prefix))
 
     def close(self) -> None:
-        """Release the store (its file lock in local mode), Redis connections, embedded Redis."""
+        """Release the store (its file lock in local mode) and the Redis connections."""
         with self._lock:
             if self._closed:
                 return
@@ -127,11 +140,8 @@ class Services:
             if self._publisher is not None and self._owns_publisher:
                 with contextlib.suppress(Exception):
                     self._publisher.tracker.client.close()
-            if self._celery is not None:
                 with contextlib.suppress(Exception):
-                    self._celery.close()
-            if self._embedded is not None:
-                self._embedded.stop()
+                    self._publisher.celery.close()
 
 
 def current_services() -> Services:

@@ -24,10 +24,10 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from schemas.queue import QUEUE
 from schemas.settings import Settings
 from search_api.cli import cli
 from search_api.web.app import create_app
-from workers.app import QUEUE
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"

@@ -50,7 +50,7 @@ CATALOG_FIELDS = ("item_id", "image", "brand", "category", "product_id", "price"
 
 
 def catalog_row(index: int) -> dict[str, str]:
-    """Row ``index`` of the standard test catalog (seed 000 style); two items per product."""
+    """Row ``index`` of the standard test catalog (a shop's catalog CSV); two items per product."""
     return {
         "item_id": f"sku-{index:02d}",
         "image": f"{index:02d}.png" if index % 4 == 3 else f"{index:02d}.jpg",

@@ -554,4 +554,4 @@ def test_run_duplicate_job_records_the_failure(
     assert job is not None
     assert job.status is DuplicateJobStatus.FAILED
     assert job.error is not None
-    assert job.error.startswith("StoreError: no collection")
+    assert job.error.startswith("CollectionNotFound: no collection")

@@ -826,7 +826,7 @@ SEED_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
 def seed_001_preprocess(image: Image.Image) -> npt.NDArray[np.float32]:
-    """Seed 001's preprocessing, verbatim: the reference our default must reproduce."""
+    """The reference DINOv2 ONNX preprocessing, verbatim: what our default must reproduce."""
     if image.mode != "RGB":
         image = image.convert("RGB")
     image = image.resize((224, 224), Image.Resampling.BILINEAR)

@@ -25,13 +25,12 @@ from ingest.ingestion.handler import EventHandler, EventResult, Outcome
 from ingest.models.runtime import load_runtime
 from ingest.store.qdrant import QdrantStore
 from schemas.events import DeadLetter, DeleteEvent, EventStatus, UpdatePayloadEvent, UploadEvent
+from schemas.queue import DELETE_TASK, FIND_DUPLICATES_TASK, INGEST_TASK, QUEUE, UPDATE_PAYLOAD_TASK
 from schemas.settings import ApiKey, ApiRole, ApiSettings, Settings
 from search_api.cli.embedded.redis_server import EmbeddedRedis
 from search_api.web.app import create_app
 from search_api.web.services import Services
 from tests.ingest.catalog_samples import CATALOG_SIZE, catalog_row, distinct_picture, write_catalog
-from workers.app import DELETE_TASK, INGEST_TASK, QUEUE, UPDATE_PAYLOAD_TASK
-from workers.duplicate_tasks import FIND_DUPLICATES_TASK
 
 KEYS = {
     ApiRole.SEARCH: "search-key-0123456789",

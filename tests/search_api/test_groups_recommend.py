@@ -37,7 +37,7 @@ from schemas.queries import (
     SimilarityQuery,
 )
 from schemas.settings import Settings
-from search_api import queries
+from search_api.queries import similar as queries
 from search_api.queries.similar import facet_counts, group_query, recommend_items, run_query
 from tests.ingest.catalog_samples import CATALOG_SIZE, catalog_row, write_csv, write_picture
 from tests.support import TEST_MODEL_ID

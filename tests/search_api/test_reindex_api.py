@@ -16,14 +16,13 @@ from ingest.models.registry import ModelRegistry
 from ingest.models.runtime import load_runtime
 from ingest.reindex.reindexer import Reindexer
 from ingest.state.reindex_jobs import ReindexJobs
+from schemas.queue import QUEUE, REINDEX_PAGE_TASK
 from schemas.settings import ApiRole, SourceSettings
 from search_api.web.services import Services
 from tests.ingest.catalog_samples import CATALOG_SIZE
 from tests.ingest.test_reindex import OTHER_MODEL_ID, register_other_model
 from tests.search_api.conftest import Catalog, auth, error_of
 from tests.support import TEST_MODEL_ID
-from workers.app import QUEUE
-from workers.reindex_tasks import REINDEX_PAGE_TASK
 
 
 @pytest.fixture(autouse=True)

@@ -24,7 +24,7 @@ from ingest.store.qdrant import QdrantStore
 from schemas.models import ModelManifest
 from schemas.points import CollectionInfo, NewPoint, StoredPoint
 from schemas.settings import Settings
-from search_api.cli.queue import run_worker
+from search_api.cli.stack import run_worker
 from tests.workers.queue_support import STORE_DOWN_MARKER_ENV
 
 

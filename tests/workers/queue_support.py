@@ -3,8 +3,8 @@
 Everything runs as it does in production: the broker is the ``EmbeddedRedis`` server, each
 worker is a separate ``python -m search_api.cli worker`` process (or the failure-injecting
 ``tests.workers.flaky_worker``) in its own process group, and events are published with
-``workers.publisher.Publisher``. Tests observe progress through the event statuses in Redis
-and read the vector store only while no worker holds it (local mode is single-process).
+``search_api.producer.publisher.Publisher``. Tests observe progress through the event statuses in
+Redis and read the vector store only while no worker holds it (local mode is single-process).
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ from schemas.events import (
 )
 from schemas.settings import Settings
 from search_api.cli.embedded.redis_server import EmbeddedRedis
+from search_api.producer.publisher import Publisher
 from tests.ingest.image_samples import encode
 from workers.app import configure
-from workers.publisher import Publisher
 
 REPO = Path(__file__).resolve().parents[2]
 # The failure-injecting worker reads the path of its "store is down" marker from here.

@@ -25,20 +25,17 @@ from ingest.store.qdrant import QdrantStore
 from schemas.duplicates import DuplicateJobStatus
 from schemas.models import ModelManifest
 from schemas.points import NewPoint, StoredPoint
+from schemas.queue import FIND_DUPLICATES_TASK, QUEUE
 from schemas.settings import Settings
 from search_api.cli.embedded.redis_server import EmbeddedRedis
+from search_api.producer.jobs import enqueue_find_duplicates
 from tests.ingest.catalog_samples import distinct_picture
 from tests.support import TEST_MODEL_ID
 from tests.workers.conftest import MakeStack
 from workers import duplicate_tasks
-from workers.app import QUEUE, configure
+from workers.app import configure
 from workers.context import WorkerContext
-from workers.duplicate_tasks import (
-    FIND_DUPLICATES_TASK,
-    enqueue_find_duplicates,
-    find_duplicates,
-    results_for,
-)
+from workers.duplicate_tasks import find_duplicates, results_for
 
 
 class WatchedStore(QdrantStore):
@@ -176,7 +173,7 @@ def test_a_failing_scan_marks_the_job_failed_with_the_error(
     assert job is not None
     assert job.status is DuplicateJobStatus.FAILED
     assert job.error is not None
-    assert job.error.startswith("StoreError: no collection")
+    assert job.error.startswith("CollectionNotFound: no collection")
     assert job.finished_at is not None
 
 

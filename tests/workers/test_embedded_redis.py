@@ -224,7 +224,7 @@ def test_processes_starting_at_once_share_one_server(data_dir: Path) -> None:
         f"""
         import sys
         from pathlib import Path
-        from workers.embedded_redis import EmbeddedRedis
+        from search_api.cli.embedded.redis_server import EmbeddedRedis
         server = EmbeddedRedis(Path({str(data_dir)!r}))
         url = server.start()
         print(server.pid, server.owns_server, url, flush=True)
@@ -263,7 +263,7 @@ def test_server_orphaned_by_a_dead_process_is_adopted_and_stopped(
         f"""
         import os
         from pathlib import Path
-        from workers.embedded_redis import EmbeddedRedis
+        from search_api.cli.embedded.redis_server import EmbeddedRedis
         print(EmbeddedRedis(Path({str(data_dir)!r})).start(), flush=True)
         os._exit(0)
         """
@@ -283,7 +283,7 @@ def test_interpreter_exit_stops_an_owned_server(data_dir: Path) -> None:
     url = _run_python(
         f"""
         from pathlib import Path
-        from workers.embedded_redis import EmbeddedRedis
+        from search_api.cli.embedded.redis_server import EmbeddedRedis
         print(EmbeddedRedis(Path({str(data_dir)!r})).start())
         """
     )

@@ -26,6 +26,7 @@ from schemas.events import (
     UploadEvent,
 )
 from schemas.points import PayloadFilter, StoredPoint
+from schemas.queue import INGEST_TASK, QUEUE
 from tests.ingest.image_samples import encode, picture, png_claiming_size, truncated
 from tests.support import TEST_MODEL_ID
 from tests.workers.conftest import TWIN_MODEL_ID, MakeStack
@@ -36,7 +37,6 @@ from tests.workers.queue_support import (
     WorkerProcess,
     distinct_png,
 )
-from workers.app import INGEST_TASK, QUEUE
 
 # Generous: a 2-core CI box may run other suites at the same time.
 SETTLE_TIMEOUT = 120.0

@@ -7,10 +7,11 @@ import json
 import redis
 
 from schemas.events import EventStatus, UploadEvent
+from schemas.queue import QUEUE
 from schemas.settings import Settings
 from search_api.cli.embedded.redis_server import EmbeddedRedis
-from workers.app import QUEUE, app, configure
-from workers.publisher import Publisher
+from search_api.producer.publisher import Publisher
+from workers.app import app, configure
 from workers.recovery import UNACKED_KEY, held_event_ids, recover_lost_events
 
 

@@ -11,10 +11,10 @@ from celery_batches import SimpleRequest
 from ingest.ingestion.handler import EventResult
 from ingest.state.events import EventTracker
 from schemas.events import EventStatus, UploadEvent
+from schemas.queue import INGEST_TASK
 from schemas.settings import Settings
 from search_api.cli.embedded.redis_server import EmbeddedRedis
 from workers import tasks
-from workers.app import INGEST_TASK
 from workers.context import WorkerContext
 
 

@@ -10,7 +10,7 @@ from celery import Celery
 
 from ingest.state.events import EventTracker
 from schemas.events import DeleteEvent, EventState, EventStatus, UpdatePayloadEvent, UploadEvent
-from workers.app import DELETE_TASK, INGEST_TASK, QUEUE, UPDATE_PAYLOAD_TASK
+from schemas.queue import DELETE_TASK, INGEST_TASK, QUEUE, UPDATE_PAYLOAD_TASK
 
 _TASK_FOR = {"upload": INGEST_TASK, "delete": DELETE_TASK, "update_payload": UPDATE_PAYLOAD_TASK}
 

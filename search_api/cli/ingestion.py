@@ -1,0 +1,150 @@
+"""`lookalike ingest` (a folder or a catalog; here or through the queue) and `sample-catalog`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ingest.images.blobs import BlobStore
+from ingest.images.thumbnails import ThumbnailStore
+from ingest.ingestion.bulk import BulkIngestor, catalog_sources, folder_sources, upload_events
+from ingest.ingestion.samples import build_sample_catalog
+from ingest.models.runtime import load_runtime
+from ingest.store.current import enabled_model_ids, open_store
+from schemas.events import UploadEvent
+from schemas.settings import Settings
+from search_api.cli.common import friendly_errors, settings_of, warn_if_random
+from search_api.cli.progress import follow
+from search_api.cli.stack import queue_connection
+
+
+@click.command()
+@click.argument(
+    "folder", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
+@click.option(
+    "--catalog",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV with one row per item: metadata columns become payload.",
+)
+@click.option(
+    "--images",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder the catalog's image column is relative to.",
+)
+@click.option("--id-column", default="item_id", show_default=True)
+@click.option("--image-column", default="image", show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N images (trial run).")
+@click.option("--model", "model_ids", multiple=True, help="Model(s) to embed with.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Images per inference batch.")
+@click.option("--progress/--no-progress", default=True)
+@click.option(
+    "--queue", "use_queue", is_flag=True, help="Publish upload events for the workers instead."
+)
+@click.option("--wait/--no-wait", default=True, help="With --queue: follow the workers until done.")
+@click.pass_context
+@friendly_errors
+def ingest(
+    ctx: click.Context,
+    folder: Path | None,
+    catalog: Path | None,
+    images: Path | None,
+    id_column: str,
+    image_column: str,
+    limit: int | None,
+    model_ids: Sequence[str],
+    batch_size: int | None,
+    progress: bool,
+    use_queue: bool,
+    wait: bool,
+) -> None:
+    """Embed and store a folder of images, or a catalog CSV with --images DIR.
+
+    With --queue the images are copied to the blob store and published as upload events;
+    `lookalike worker` embeds them.
+    """
+
+    settings = settings_of(ctx)
+    if (folder is None) == (catalog is None):
+        raise click.UsageError("give either a FOLDER or --catalog CSV (with --images DIR)")
+    if catalog is not None:
+        sources = catalog_sources(
+            catalog, images or catalog.parent, id_column=id_column, image_column=image_column
+        )
+    else:
+        assert folder is not None  # noqa: S101 (checked above)
+        sources = folder_sources(folder)
+    if use_queue:
+        _ingest_through_queue(settings, sources[:limit], list(model_ids) or None, progress, wait)
+        return
+    store = open_store(settings)
+    try:
+        # After a reindex the alias names the model uploads go to, as on the workers.
+        runtimes = [
+            load_runtime(settings, m) for m in model_ids or enabled_model_ids(settings, store)
+        ]
+        for runtime in runtimes:
+            warn_if_random(runtime.manifest)
+        summary = BulkIngestor(
+            store,
+            runtimes,
+            settings.images,
+            batch_size=batch_size or settings.batch_size,
+            thumbnails=ThumbnailStore(settings.resolved_thumbnail_dir()),
+            thumbnail_size=settings.thumbnail_size,
+        ).run(sources, limit=limit, progress=progress)
+    finally:
+        store.close()
+    click.echo(
+        f"ingested {summary.ingested}, skipped {summary.skipped} (already stored), "
+        f"failed {summary.failed} in {summary.seconds:.1f}s "
+        f"({summary.images_per_second:.1f} images/s)"
+    )
+    for failure in summary.failures:
+        click.echo(
+            f"  failed {failure.item_id or '-'} [{failure.reason}] {failure.source}: "
+            f"{failure.message}"
+        )
+
+
+def _ingest_through_queue(
+    settings: Settings,
+    sources: Sequence[Any],
+    models: list[str] | None,
+    progress: bool,
+    wait: bool,
+) -> None:
+
+    blobs = BlobStore(settings.resolved_blob_dir())
+    events, failures = upload_events(sources, blobs, settings.images, models=models)
+    for failure in failures:
+        click.echo(f"  not queued {failure.item_id or '-'} [{failure.reason}] {failure.message}")
+    queue_ingest(settings, events, progress=progress, wait=wait)
+
+
+@click.command("sample-catalog")
+@click.argument("target", type=click.Path(file_okay=False, path_type=Path))
+@friendly_errors
+def sample_catalog(target: Path) -> None:
+    """Write a sample catalog (photos, near-duplicates, items.csv) to TARGET (`demo` extra)."""
+
+    csv_path = build_sample_catalog(target)
+    click.echo(f"sample catalog written: {csv_path} (images in {target / 'images'})")
+
+
+def queue_ingest(
+    settings: Settings,
+    jobs: Sequence[UploadEvent],
+    *,
+    progress: bool,
+    wait: bool,
+) -> None:
+    """Publish upload events and, with ``wait``, follow the workers' progress until done."""
+    with queue_connection(settings) as publisher:
+        event_ids = publisher.publish(jobs)
+        click.echo(f"queued {len(event_ids)} upload events")
+        if wait and event_ids:
+            follow(publisher.tracker, event_ids, progress=progress)
