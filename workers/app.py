@@ -27,7 +27,10 @@ def configure(celery: Celery, settings: Settings, broker_url: str) -> Celery:
     """Point the app at a broker and size its tasks from the settings (read now, not at import)."""
     celery.conf.update(celery_config(settings, broker_url))
     queue = settings.queue
-    tasks = celery.tasks  # an app without our tasks (a producer's) has nothing to size
+    # The task modules (the app's ``include``) are imported now, as a worker would at start,
+    # so that their tasks exist to be sized; an app without them (a test's) has nothing to size.
+    celery.loader.import_default_modules()
+    tasks = celery.tasks
     ingest = tasks.get(INGEST_TASK)
     if ingest is not None:
         # celery-batches reads these when the worker starts consuming.

@@ -36,6 +36,11 @@ class WorkerContext:
     handler: EventHandler
     tracker: EventTracker
 
+    @property
+    def redis(self) -> redis.Redis:
+        """The queue's Redis, where every ``ingest.state`` store lives."""
+        return self.tracker.client
+
     def fail(
         self, event: dict[str, Any], task: str, reason: str, message: str, event_id: str
     ) -> None:

@@ -13,7 +13,7 @@ from workers.context import WorkerContext, worker_context
 
 def results_for(context: WorkerContext) -> DuplicateResults:
     """The duplicate results store on the worker's Redis, under the deployment's prefix."""
-    return DuplicateResults(context.tracker.client, prefix=context.settings.collection_prefix)
+    return DuplicateResults(context.redis, prefix=context.settings.collection_prefix)
 
 
 # A scan takes far longer than an ingestion batch: its time limits are set from the visibility

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 def jobs_for(context: WorkerContext) -> ReindexJobs:
     """The re-index jobs on the worker's Redis, under the deployment's prefix."""
-    return ReindexJobs(context.tracker.client, prefix=context.settings.collection_prefix)
+    return ReindexJobs(context.redis, prefix=context.settings.collection_prefix)
 
 
 def reindexer_for(context: WorkerContext) -> Reindexer:

@@ -15,26 +15,20 @@ Supported URIs:
 
 from __future__ import annotations
 
-import http.client
+import contextlib
 import os
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Final
+from typing import Final
+
+import httpx
 
 from ingest.errors import InvalidImage, InvalidImageReason, LookalikeError, SourceUnavailable
 from ingest.images.blobs import BlobStore, shown_uri
 from ingest.images.decode import read_image_file
-from ingest.models.fetch import (
-    USER_AGENT,
-    content_length,
-    describe_network_error,
-    http_opener,
-    iter_body,
-)
+from ingest.models.fetch import content_length, iter_body, open_http
 from schemas.settings import Settings
 
 SUPPORTED_SCHEMES: Final = ("blob", "file", "http", "https")
@@ -157,25 +151,19 @@ class SourceResolver:
                 f"{uri}: host {parts.netloc!r} is not in LOOKALIKE_SOURCES__HTTP_HOSTS",
             )
 
-    def _open(self, uri: str) -> http.client.HTTPResponse:
-        """Send the GET and return the 2xx response, mapping failures to our errors."""
-        # S310 is about file:// and custom schemes: the URI was checked and the opener only
-        # speaks http(s).
-        request = urllib.request.Request(uri, headers={"User-Agent": USER_AGENT})  # noqa: S310
-        opener = http_opener(_CheckedRedirects(self._check_http_uri))
-        try:
-            response: http.client.HTTPResponse = opener.open(request, timeout=self._timeout)
-        except urllib.error.HTTPError as error:
-            error.close()  # the error holds the response body and its socket
-            raise _status_error(uri, error.code, error.reason) from error
-        except (OSError, http.client.HTTPException) as error:
+    def _open(self, uri: str) -> contextlib.AbstractContextManager[httpx.Response]:
+        """Open the GET: a context giving the 2xx response, failures mapped to our errors."""
+        return open_http(
+            uri,
+            timeout=self._timeout,
+            # Every hop is checked as the URI itself was, before it is requested.
+            check_redirect=self._check_http_uri,
+            refused=lambda code, reason: _status_error(uri, code, reason),
             # Timeouts, refused connections, DNS and TLS failures: all worth another try.
-            raise SourceUnavailable(
-                f"could not fetch {uri}: {describe_network_error(error)}"
-            ) from error
-        return response
+            failed=lambda message: SourceUnavailable(f"could not fetch {uri}: {message}"),
+        )
 
-    def _read_body(self, uri: str, response: http.client.HTTPResponse, deadline: float) -> bytes:
+    def _read_body(self, uri: str, response: httpx.Response, deadline: float) -> bytes:
         """Read the whole body within the byte cap and the deadline."""
         limit = self._limits.max_bytes
         announced = content_length(response)
@@ -197,30 +185,6 @@ class SourceResolver:
         if not data:
             raise InvalidImage(InvalidImageReason.EMPTY, f"{uri} returned no bytes")
         return data
-
-
-class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
-    """Follow a redirect only to where the original URI would have been allowed to point."""
-
-    def __init__(self, check: Callable[[str], None]) -> None:
-        self._check = check
-
-    def redirect_request(
-        self,
-        req: urllib.request.Request,
-        fp: IO[bytes],
-        code: int,
-        msg: str,
-        headers: http.client.HTTPMessage,
-        newurl: str,
-    ) -> urllib.request.Request | None:
-        """Check the target before urllib builds the follow-up request."""
-        try:
-            self._check(newurl)
-        except InvalidImage:
-            fp.close()  # the redirect response is not read any further
-            raise
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 def parse_host_rules(entries: Iterable[str]) -> list[HostRule]:
@@ -266,7 +230,7 @@ def _status_error(uri: str, code: int, reason: str) -> LookalikeError:
     if code in _RETRY_LATER_STATUSES or code >= _FIRST_SERVER_ERROR:
         return SourceUnavailable(f"could not fetch {described}")
     if code < _FIRST_CLIENT_ERROR:
-        # A redirect urllib would not follow: a loop, too many hops, or a non-http target.
+        # A redirect not followed: a loop, too many hops, or a non-http target.
         return InvalidImage(InvalidImageReason.BAD_URI, f"redirect not followed: {described}")
     # 401, 403 and other refusals: asking again with the same request changes nothing.
     return InvalidImage(InvalidImageReason.NOT_FOUND, f"server refuses it: {described}")

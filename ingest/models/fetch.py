@@ -1,32 +1,37 @@
 """Download a published model file over HTTP(S), verifying its sha256 before it is used.
 
-The HTTP plumbing (an http(s)-only opener, the announced length, a capped chunk loop, network
-error wording) is public because ``ingest.images.sources`` fetches image URIs with the same rules.
+The HTTP plumbing (a GET that checks each redirect before following it, the announced length,
+a capped chunk loop, network error wording) is public because ``ingest.images.sources`` fetches
+image URIs with the same rules.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
-import http.client
 import os
 import re
 import secrets
+import ssl
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
+import httpx
 from tqdm import tqdm
 
 from ingest.errors import ChecksumMismatch, DownloadFailed, ModelError
 
 _ALLOWED_SCHEMES = frozenset({"http", "https"})
 _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
-_CHUNK_BYTES = 1024 * 1024
 USER_AGENT = "lookalike-fetch/0.1"
+# Identity encoding: the bytes hashed, counted and stored are the bytes the server sent.
+_REQUEST_HEADERS = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+# urllib's limit rather than httpx's 20: a redirect loop costs at most 11 requests.
+_MAX_REDIRECTS = 10
 
 
 def download_file(
@@ -97,39 +102,82 @@ def _normalised_checksum(expected_sha256: str | None, *, allow_unverified: bool)
     return expected_sha256.lower()
 
 
-def http_opener(
-    redirects: urllib.request.HTTPRedirectHandler | None = None,
-) -> urllib.request.OpenerDirector:
-    """Build an opener that speaks only HTTP(S), so a redirect cannot reach file:// or ftp://."""
-    opener = urllib.request.OpenerDirector()
-    for handler in (
-        urllib.request.ProxyHandler(),
-        urllib.request.HTTPHandler(),
-        urllib.request.HTTPSHandler(),
-        redirects or urllib.request.HTTPRedirectHandler(),
-        urllib.request.HTTPDefaultErrorHandler(),
-        urllib.request.HTTPErrorProcessor(),
-        urllib.request.UnknownHandler(),  # names the refused scheme in the error
-    ):
-        opener.add_handler(handler)
-    return opener
+@contextlib.contextmanager
+def open_http(
+    url: str,
+    *,
+    timeout: float,
+    refused: Callable[[int, str], Exception],
+    failed: Callable[[str], Exception],
+    check_redirect: Callable[[str], None] | None = None,
+) -> Iterator[httpx.Response]:
+    """Yield the streaming 2xx response to GET `url`, checking each redirect before following it."""
+    # Every response, so that a Location httpx cannot make a URL of is refused with its status.
+    responses: list[httpx.Response] = []
+    with httpx.Client(
+        headers=_REQUEST_HEADERS,
+        timeout=timeout,  # connect, and every read/write
+        follow_redirects=False,  # followed below, so that every hop is checked first
+        trust_env=True,
+        verify=_tls_context(),
+        event_hooks={"response": [responses.append]},
+    ) as client:
+        try:
+            request = client.build_request("GET", url)
+        except httpx.InvalidURL as exc:  # e.g. a non-numeric port
+            raise failed(describe_network_error(exc)) from exc
+        for _ in range(_MAX_REDIRECTS + 1):
+            try:
+                response = client.send(request, stream=True)
+            except httpx.InvalidURL as exc:
+                # Only a redirect's Location gets here (e.g. "data:,x"): refuse that redirect.
+                last = responses[-1]
+                location = last.headers["Location"]
+                raise refused(
+                    last.status_code, f"{last.reason_phrase} - cannot follow {location!r}"
+                ) from exc
+            except httpx.TransportError as exc:
+                raise failed(describe_network_error(exc)) from exc
+            try:
+                if response.is_success:
+                    yield response
+                    return
+                # httpx sets next_request (absolute) when the response is_redirect.
+                if response.next_request is None:
+                    raise refused(response.status_code, response.reason_phrase)
+                request = response.next_request
+                if check_redirect is not None:
+                    check_redirect(str(request.url))
+                if request.url.scheme not in _ALLOWED_SCHEMES:
+                    raise failed(f"unknown url type: {request.url.scheme}")
+            finally:
+                response.close()  # a refused or followed redirect's body is not read
+        raise refused(
+            response.status_code,
+            f"{response.reason_phrase} - more than {_MAX_REDIRECTS} redirects",
+        )
 
 
-def _open(url: str, timeout: float) -> http.client.HTTPResponse:
-    """Send the request and return the (2xx) response, or raise DownloadFailed."""
-    # S310 warns about file:// and custom schemes: _check_scheme and http_opener allow only http(s).
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})  # noqa: S310
-    try:
-        response: http.client.HTTPResponse = http_opener().open(request, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        exc.close()  # the error carries the open response body; release its socket now
-        raise DownloadFailed(f"could not download {url}: HTTP {exc.code} {exc.reason}") from exc
-    except (OSError, http.client.HTTPException) as exc:
-        raise DownloadFailed(f"could not download {url}: {describe_network_error(exc)}") from exc
-    return response
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """httpx's default verification (certifi, SSL_CERT_FILE/DIR), built once per process."""
+    # Building it loads the CA bundle (~17 ms): too much to repeat for every image fetched.
+    return httpx.create_ssl_context()
 
 
-def content_length(response: http.client.HTTPResponse) -> int | None:
+def _open(url: str, timeout: float) -> contextlib.AbstractContextManager[httpx.Response]:
+    """Send the request and return the (2xx) response as a context, or raise DownloadFailed."""
+    return open_http(
+        url,
+        timeout=timeout,
+        refused=lambda code, reason: DownloadFailed(
+            f"could not download {url}: HTTP {code} {reason}"
+        ),
+        failed=lambda message: DownloadFailed(f"could not download {url}: {message}"),
+    )
+
+
+def content_length(response: httpx.Response) -> int | None:
     """Return the announced body size, or None when absent or unparsable (e.g. chunked)."""
     header = response.headers.get("Content-Length")
     try:
@@ -139,7 +187,7 @@ def content_length(response: http.client.HTTPResponse) -> int | None:
 
 
 def _stream(
-    response: http.client.HTTPResponse,
+    response: httpx.Response,
     out: IO[bytes],
     *,
     url: str,
@@ -172,7 +220,7 @@ def _stream(
 
 
 def iter_body(
-    response: http.client.HTTPResponse,
+    response: httpx.Response,
     *,
     max_bytes: int,
     too_large: Callable[[str], Exception],
@@ -182,26 +230,29 @@ def iter_body(
     """Yield the body in chunks, raising the caller's errors past the cap or on failure."""
     announced = content_length(response)
     received = 0
-    while chunk := _read_chunk(response, failed):
-        received += len(chunk)
-        if received > max_bytes:
-            raise too_large(f"body exceeds the limit of {max_bytes} bytes")
-        # The socket timeout only bounds each read: a server trickling bytes could hold a
-        # caller forever, so callers with a time budget pass an absolute deadline.
-        if deadline is not None and time.monotonic() > deadline:
-            raise failed(f"body not received in time ({received} bytes so far)")
-        yield chunk
-    # http.client ends a short body silently when the server closes early.
+    try:
+        # iter_raw, not iter_bytes: a Content-Encoding is not undone, as urllib did not, so the
+        # bytes counted are the ones the length announced. Chunks are what each receive gives,
+        # so the deadline is checked often.
+        for chunk in response.iter_raw():
+            received += len(chunk)
+            if received > max_bytes:
+                raise too_large(f"body exceeds the limit of {max_bytes} bytes")
+            # The socket timeout only bounds each read: a server trickling bytes could hold a
+            # caller forever, so callers with a time budget pass an absolute deadline.
+            if deadline is not None and time.monotonic() > deadline:
+                raise failed(f"body not received in time ({received} bytes so far)")
+            yield chunk
+    except httpx.TransportError as exc:
+        # h11 reports a body cut short of its Content-Length as a protocol error; say what
+        # http.client's silent short read was reported as.
+        cut_short = announced is not None and received < announced
+        if isinstance(exc, httpx.RemoteProtocolError) and cut_short:
+            raise failed(f"received {received} bytes, server announced {announced}") from exc
+        raise failed(describe_network_error(exc)) from exc
+    # h11 holds a body to its Content-Length, but a 204 has no body whatever it announces.
     if announced is not None and received != announced:
         raise failed(f"received {received} bytes, server announced {announced}")
-
-
-def _read_chunk(response: http.client.HTTPResponse, failed: Callable[[str], Exception]) -> bytes:
-    """Read what one receive gives (so deadlines are checked often), mapping network failures."""
-    try:
-        return response.read1(_CHUNK_BYTES)
-    except (OSError, http.client.HTTPException) as exc:
-        raise failed(describe_network_error(exc)) from exc
 
 
 def _verify(url: str, expected: str | None, actual: str) -> None:
@@ -211,8 +262,15 @@ def _verify(url: str, expected: str | None, actual: str) -> None:
 
 
 def describe_network_error(exc: BaseException) -> str:
-    """Describe a network failure briefly: URLError wraps the useful part in `.reason`."""
-    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-    return (
-        f"{type(reason).__name__}: {reason}" if isinstance(reason, BaseException) else str(reason)
-    )
+    """Describe a network failure briefly by the error underneath httpx's and httpcore's."""
+    # httpx's error has httpcore's as its cause, which holds the socket's as its argument: the
+    # innermost names what happened (ConnectionRefusedError, TimeoutError, gaierror, SSLError),
+    # as urllib's URLError.reason did.
+    cause = exc
+    while True:
+        inner = cause.args[0] if cause.args else None
+        if not isinstance(inner, BaseException):
+            inner = cause.__cause__
+        if inner is None:
+            return f"{type(cause).__name__}: {cause}"
+        cause = inner

@@ -17,7 +17,6 @@ from search_api.admin.cards import Card, shown
 from search_api.admin.problems import attempt
 from search_api.admin.search_views import facet, model_options
 from search_api.admin.state import SearchState
-from search_api.queries.clusters import cluster_items
 
 WIDTH, HEIGHT, PAD = 800.0, 480.0, 24.0
 # Tableau 10: distinguishable, and every point's cluster is also named in its label.
@@ -90,6 +89,8 @@ def _scale(values: list[float], low: float, high: float) -> list[float]:
 
 def cluster_map(query: ClusterQuery) -> MapView:
     """Cluster the subset and lay its points out on the SVG canvas."""
+    # Imported here: scikit-learn takes most of a second to import, and only maps need it.
+    from search_api.queries.clusters import cluster_items
 
     result = cluster_items(services().store, query)
     placed: list[tuple[ClusterMember, int | None]] = [

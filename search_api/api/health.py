@@ -25,7 +25,7 @@ def healthz() -> Health:
 
 def _check_redis(services: Services) -> Check:
     try:
-        services.tracker.client.ping()
+        services.redis.ping()
     except Exception as error:  # any failure means "not ready": report its text
         return Check(ok=False, message=f"{type(error).__name__}: {error}")
     return Check(ok=True, message="Redis answers")

@@ -18,7 +18,7 @@ TAGS = ("collections",)
 
 
 def _jobs(services: Services) -> ReindexJobs:
-    return ReindexJobs(services.tracker.client, prefix=services.settings.collection_prefix)
+    return services.reindex_jobs
 
 
 @bp.post("/reindex")

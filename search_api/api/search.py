@@ -20,7 +20,6 @@ from schemas.queries import ClusterResult, FacetResult, GroupPage, GroupQuery, S
 from schemas.settings import ApiRole
 from search_api.api.common import check_limit, embed_image, model_for, read_upload
 from search_api.api.openapi import API_PREFIX, endpoint
-from search_api.queries.clusters import cluster_items
 from search_api.queries.similar import facet_counts, group_query, recommend_items, run_query
 from search_api.web.errors import invalid_field, query_errors
 from search_api.web.services import current_services
@@ -153,6 +152,8 @@ def recommend(json: RecommendRequest) -> SearchResults:
 @endpoint(SEARCH, ClusterResult, errors=(404, 415), tags=TAGS)
 def clusters(json: ClusterRequest) -> ClusterResult:
     """Cluster the points matching a filter (k-means or HDBSCAN) and map them to 2-D."""
+    # Imported here: scikit-learn takes most of a second to import, and only this needs it.
+    from search_api.queries.clusters import cluster_items
 
     services = current_services()
     maximum = services.settings.api.max_cluster_points

@@ -33,7 +33,7 @@ from ingest.store.current import current_model_id, open_store
 from schemas.models import ModelManifest
 from schemas.queue import QUEUE
 from schemas.settings import Settings
-from search_api.cli.embedded.redis_server import redis_url_for
+from search_api.cli.embedded.redis_server import EmbeddedRedis
 from search_api.cli.progress import follow
 from search_api.producer.celery_client import producer_celery
 from search_api.producer.publisher import Publisher
@@ -51,6 +51,14 @@ log = logging.getLogger(__name__)
 SAMPLE_DIR_NAME = "sample-catalog"
 # The near-duplicate shown on start: the sample catalog's coffee photo and its variants.
 SHOWCASE_ITEM = "coffee"
+
+
+def redis_url_for(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
+    """The configured broker URL, or a started embedded server's URL and the server to stop."""
+    if settings.redis_url:
+        return settings.redis_url, None
+    server = EmbeddedRedis(settings.data_dir)
+    return server.start(), server
 
 
 @contextlib.contextmanager

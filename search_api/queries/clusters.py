@@ -14,6 +14,7 @@ from ingest.errors import StoreError
 from ingest.store.base import VectorStore
 from schemas.points import StoredPoint
 from schemas.queries import Cluster, ClusterMember, ClusterQuery, ClusterResult
+from search_api.queries.refusals import TooManyPoints
 
 # Fixed seed: the same catalog and query always give the same clusters and map.
 RANDOM_STATE = 0
@@ -23,18 +24,6 @@ NOISE = -1
 
 Matrix = npt.NDArray[np.float64]
 Labels = npt.NDArray[np.intp]
-
-
-class TooManyPoints(ValueError):
-    """More points match the filter than a clustering may load."""
-
-    def __init__(self, count: int, max_points: int) -> None:
-        super().__init__(
-            f"{count} points match the filter, more than the {max_points} a clustering may "
-            "load; narrow the filter or raise max_points"
-        )
-        self.count = count
-        self.max_points = max_points
 
 
 def _load(store: VectorStore, query: ClusterQuery) -> list[StoredPoint]:

@@ -45,7 +45,7 @@ from ingest.reindex.checks import ReindexRefused
 from ingest.state.duplicate_jobs import DuplicateJobNotFound
 from ingest.state.reindex_jobs import ReindexJobNotFound
 from schemas.api.common import ErrorBody, ErrorDetail
-from search_api.queries.clusters import TooManyPoints
+from search_api.queries.refusals import TooManyPoints
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from search_api.cli.embedded.redis_server import PID_FILE
+from search_api.cli.embedded.redis_files import PID_FILE
 from tests.support import FIXTURES, TEST_MODEL_ID
 
 START_TIMEOUT = 180.0  # builds and ingests the sample catalog on a shared 2-core machine

@@ -18,7 +18,13 @@ import pytest
 from qdrant_client import QdrantClient, models
 from qdrant_client.common import client_warnings
 
-from ingest.errors import CollectionMismatch, ItemNotFound, StoreError, StoreUnavailable
+from ingest.errors import (
+    CollectionMismatch,
+    CollectionNotFound,
+    ItemNotFound,
+    StoreError,
+    StoreUnavailable,
+)
 from ingest.store.base import point_id
 from ingest.store.qdrant import QdrantStore
 from ingest.store.qdrant_convert import to_qdrant_filter
@@ -304,7 +310,7 @@ def test_query_vector_of_wrong_length(filled: QdrantStore) -> None:
 def test_query_unknown_model(store: QdrantStore) -> None:
     with pytest.raises(StoreError, match="no collection for model 'nope'; ingest") as caught:
         store.query("nope", vector=[1.0] * DIM)
-    assert type(caught.value) is StoreError
+    assert type(caught.value) is CollectionNotFound
 
 
 def test_pages_are_disjoint_and_consecutive(filled: QdrantStore, points: list[NewPoint]) -> None:

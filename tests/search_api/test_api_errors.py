@@ -232,6 +232,27 @@ def test_redis_down_is_a_503(api_settings: Settings, store: QdrantStore) -> None
         error_of(response, 503, "queue_unavailable")
 
 
+def test_an_app_without_a_redis_url_never_starts_a_broker(
+    api_settings: Settings, store: QdrantStore
+) -> None:
+    # `lookalike up` and `lookalike api` start the embedded Redis and pass its URL; an app
+    # created without one answers queue requests with a 503 instead of starting a server.
+    settings = api_settings.model_copy(update={"redis_url": None})
+    with closing_app(Services(settings, store=store)) as app:
+        client = admin_client(app)
+        uploaded = client.post(
+            "/api/v1/uploads", data={"images": (io.BytesIO(jpeg(4)), "a.jpg"), "item_id": "x"}
+        )
+        letters = client.get("/api/v1/deadletters")
+        searched = client.post("/api/v1/similar/item", json={"item_id": "sku-01"})
+
+    for response in (uploaded, letters):
+        error = error_of(response, 503, "queue_unavailable")
+        assert "LOOKALIKE_REDIS_URL" in error["message"]
+    assert searched.status_code != 503  # searching needs no queue
+    assert not (settings.data_dir / "redis").exists()
+
+
 # --- 500: a bug still answers with the error body ------------------------------------------
 
 

@@ -16,7 +16,8 @@ from ingest.store.qdrant import QdrantStore
 from schemas.models import ModelManifest, ModelSpec
 from schemas.points import AnyOfCondition, MatchCondition, NewPoint, PayloadFilter
 from schemas.queries import MAX_CLUSTER_POINTS, ClusterMember, ClusterQuery, ClusterResult
-from search_api.queries.clusters import TooManyPoints, cluster_items
+from search_api.queries.clusters import cluster_items
+from search_api.queries.refusals import TooManyPoints
 
 DIM = 32
 MODEL_ID = "blobs"

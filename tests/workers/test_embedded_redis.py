@@ -23,7 +23,9 @@ from celery.backends.redis import RedisBackend
 from kombu.connection import Connection
 
 from schemas.settings import Settings
-from search_api.cli.embedded.redis_server import EmbeddedRedis, EmbeddedRedisError, redis_url_for
+from search_api.cli.embedded.redis_files import EmbeddedRedisError
+from search_api.cli.embedded.redis_server import EmbeddedRedis
+from search_api.cli.stack import redis_url_for
 
 REPO = Path(__file__).resolve().parents[2]
 ITEMS = 1000

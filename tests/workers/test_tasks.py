@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -44,3 +46,22 @@ def test_an_unexpected_error_dead_letters_the_whole_batch(
     assert set(letters) == {e.event_id for e in events}
     assert all("RuntimeError: a bug" in letter.message for letter in letters.values())
     assert tracker.pending() == []  # settled: the recovery sweep will not resend them
+
+
+def test_configuring_a_fresh_worker_app_sizes_its_tasks_from_the_settings(tmp_path: Any) -> None:
+    # In a new process, as `lookalike worker` runs: the task modules are not imported yet when
+    # the app is configured, and the batch shape must still come from the settings.
+    script = (
+        "from schemas.queue import FIND_DUPLICATES_TASK, INGEST_TASK\n"
+        "from schemas.settings import QueueSettings, Settings\n"
+        "from workers.app import app, configure\n"
+        "queue = QueueSettings(batch_size=7, flush_interval=0.25, visibility_timeout=900)\n"
+        f"settings = Settings(data_dir={str(tmp_path)!r}, queue=queue)\n"
+        "configure(app, settings, 'redis://127.0.0.1:1/0')\n"
+        "ingest, scan = app.tasks[INGEST_TASK], app.tasks[FIND_DUPLICATES_TASK]\n"
+        "print(ingest.flush_every, ingest.flush_interval, scan.soft_time_limit, scan.time_limit)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.split() == ["7", "0.25", "840", "870"]

