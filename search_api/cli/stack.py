@@ -23,6 +23,7 @@ import redis
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from ingest.errors import ModelNotFound
 from ingest.images.blobs import BlobStore
 from ingest.ingestion.bulk import catalog_sources, upload_events
 from ingest.models.registry import ModelRegistry
@@ -153,6 +154,9 @@ class EmbeddedStack:
     server: BaseWSGIServer | None = None
     manifest: ModelManifest | None = None
     worker: EmbeddedWorker | None = None
+    # Run on this installed model when the configured one cannot be had (`make demo` on a
+    # machine without a package index), saying why in one line.
+    fallback_model: str | None = None
 
     @property
     def url(self) -> str:
@@ -168,9 +172,7 @@ class EmbeddedStack:
         self._closers.append(store.close)
         # The alias's model after a reindex, else the configured one; it must resolve before
         # a worker or the API starts (a missing model stops here, with how to get it).
-        self.manifest = resolve_model(
-            ModelRegistry(self.settings.models_dir), current_model_id(self.settings, store)
-        )
+        self.manifest = self._resolve(current_model_id(self.settings, store))
         url, embedded = redis_url_for(self.settings)
         if embedded is not None:
             self._closers.append(embedded.stop)
@@ -193,6 +195,20 @@ class EmbeddedStack:
         self.services = Services(self.settings, store=store, publisher=publisher)
         self._closers.append(self.services.close)
         self._serve(create_app(services=self.services))
+
+    def _resolve(self, model_id: str) -> ModelManifest:
+        registry = ModelRegistry(self.settings.models_dir)
+        try:
+            return resolve_model(registry, model_id)
+        except ModelNotFound as error:
+            if self.fallback_model is None or self.fallback_model == model_id:
+                raise
+            reason = str(error).splitlines()[0]
+            click.secho(f"{reason}; running on {self.fallback_model!r} instead", err=True)
+            manifest = resolve_model(registry, self.fallback_model)
+            # Queries and uploads default to the model the stack runs on.
+            self.settings = self.settings.model_copy(update={"default_model": manifest.spec.id})
+            return manifest
 
     def _check_address(self) -> None:
         try:
@@ -234,9 +250,11 @@ class EmbeddedStack:
 
 
 @contextlib.contextmanager
-def running_stack(settings: Settings, host: str, port: int) -> Iterator[EmbeddedStack]:
+def running_stack(
+    settings: Settings, host: str, port: int, *, fallback_model: str | None = None
+) -> Iterator[EmbeddedStack]:
     """A started stack, stopped cleanly however the block ends (Ctrl-C included)."""
-    stack = EmbeddedStack(settings, host=host, port=port)
+    stack = EmbeddedStack(settings, host=host, port=port, fallback_model=fallback_model)
     try:
         stack.start()
         yield stack

