@@ -29,11 +29,11 @@ $(BIN)/python:
 install: $(BIN)/python ## Install Lookalike and the dev tools into .venv
 	$(PIP) -e ".[dev]"
 
-install-all: $(BIN)/python ## Install with every extra: dev, export (PyTorch), demo
-	$(PIP) -e ".[dev,export,demo]"
+install-all: $(BIN)/python ## Install with every extra: dev, export (PyTorch), demo, eval
+	$(PIP) -e ".[dev,export,demo,eval]"
 
 demo: $(BIN)/python ## The main job: the whole stack with a sample catalog on http://127.0.0.1:8000 (Ctrl-C stops)
-	$(PIP) -e ".[demo]"
+	$(PIP) -e ".[demo,eval]"
 	@mkdir -p $(DEMO_MODELS_DIR) && [ -d $(DEMO_MODELS_DIR)/$(DEMO_FALLBACK) ] || \
 		cp -r tests/fixtures/models/$(DEMO_FALLBACK) $(DEMO_MODELS_DIR)/
 	$(DEMO_ENV) $(LOOKALIKE) up --bind $(DEMO_BIND) --fallback-model $(DEMO_FALLBACK)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated
 
@@ -14,6 +15,12 @@ MODEL_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 # leaves the rest to the prefix and the separator.
 MODEL_ID_MAX_LENGTH = 100
 ModelId = Annotated[str, Field(pattern=MODEL_ID_PATTERN, max_length=MODEL_ID_MAX_LENGTH)]
+
+
+def is_model_id(text: str) -> bool:
+    """Whether ``text`` follows the model-id rule (so it can name a folder and a collection)."""
+    return len(text) <= MODEL_ID_MAX_LENGTH and re.fullmatch(MODEL_ID_PATTERN, text) is not None
+
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -151,6 +158,19 @@ class ModelManifest(BaseModel):
     provenance: Provenance | None = Field(
         default=None, description="For a model taken from a wheel: each step, checked."
     )
+    calibrated_threshold: float | None = Field(
+        default=None,
+        ge=-1.0,
+        le=1.0,
+        description="Set by `lookalike evaluate --apply`; overrides the spec's threshold.",
+    )
+
+    @property
+    def duplicate_threshold(self) -> float:
+        """The near-duplicate threshold in force: calibrated on the user's data, else the spec's."""
+        if self.calibrated_threshold is not None:
+            return self.calibrated_threshold
+        return self.spec.duplicate_threshold
 
     @property
     def fingerprint(self) -> str:

@@ -10,8 +10,8 @@ from ingest.models.registry import ModelRegistry
 
 
 def default_threshold(registry: ModelRegistry, model_id: str) -> float:
-    """The model's calibrated duplicate threshold from its spec (known model or manifest)."""
-    return registry.spec(model_id).duplicate_threshold
+    """The model's duplicate threshold: calibrated on the user's images, else its spec's."""
+    return registry.duplicate_threshold(model_id)
 
 
 def resolve_threshold(registry: ModelRegistry, model_id: str, threshold: float | None) -> float:

@@ -193,6 +193,22 @@ class ModelRegistry:
             )
         return ModelManifest.model_validate_json(manifest_path.read_text())
 
+    def duplicate_threshold(self, model_id: str) -> float:
+        """The threshold in force: the installed model's calibration, else its spec's."""
+        try:
+            return self.manifest(model_id).duplicate_threshold
+        except ModelNotFound:
+            return self.spec(model_id).duplicate_threshold
+
+    def set_calibrated_threshold(self, model_id: str, threshold: float) -> ModelManifest:
+        """Record a threshold calibrated on the user's images in the model's manifest."""
+        recorded = self.manifest(model_id).model_dump()
+        manifest = ModelManifest.model_validate({**recorded, "calibrated_threshold": threshold})
+        (self.model_dir(model_id) / MANIFEST_FILENAME).write_text(
+            manifest.model_dump_json(indent=2)
+        )
+        return manifest
+
     def model_path(self, model_id: str) -> Path:
         """Path of a model's ONNX file (which may not exist yet)."""
         return self.model_dir(model_id) / MODEL_FILENAME

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from qdrant_client import QdrantClient
+
 from ingest.store.base import VectorStore
-from ingest.store.qdrant import QdrantStore
+from ingest.store.qdrant import MEMORY, QdrantStore
 from schemas.settings import Settings
 
 
 def open_store(settings: Settings) -> QdrantStore:
     """The vector store: a Qdrant server if configured, else local mode on disk."""
     return QdrantStore.from_settings(settings)
+
+
+def temporary_store(prefix: str) -> QdrantStore:
+    """An empty store in memory, for work that must never touch the user's collections."""
+    return QdrantStore(QdrantClient(location=MEMORY), prefix=prefix, payload_indexes=())
 
 
 def current_model_id(settings: Settings, store: VectorStore) -> str:

@@ -11,7 +11,7 @@ from flask import Blueprint, request
 from flask_wtf.csrf import CSRFProtect  # type: ignore[import-untyped]
 
 from ingest.store.current import current_model_id
-from schemas.models import MODEL_ID_MAX_LENGTH, MODEL_ID_PATTERN
+from schemas.models import is_model_id
 from search_api.web.services import Services, current_services
 
 _HERE = Path(__file__).resolve().parent
@@ -29,8 +29,6 @@ bp = Blueprint(
 # Every form of the page carries a token; installed on the app by ``setup.register_admin``.
 csrf = CSRFProtect()
 
-# The ModelSpec id rule: anything else cannot name a collection, so it is not passed on.
-_MODEL_ID = re.compile(MODEL_ID_PATTERN)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
 
 QueryPairs = Sequence[tuple[str, str]]
@@ -45,7 +43,7 @@ def chosen_model(raw: str | None) -> str:
     """The requested model id, or the current one."""
     svc = services()
     model_id = (raw or "").strip()
-    if len(model_id) > MODEL_ID_MAX_LENGTH or not _MODEL_ID.fullmatch(model_id):
+    if not is_model_id(model_id):
         model_id = current_model_id(svc.settings, svc.store)
     return model_id
 

@@ -19,6 +19,7 @@ from search_api.admin import (  # noqa: F401  (importing the views registers the
     explore_views,
     ingest_views,
     media,
+    quality_views,
     search_views,
     session,
 )
@@ -34,6 +35,7 @@ NAV = (
     ("admin_ui.duplicates", "Duplicates"),
     ("admin_ui.explore", "Explore"),
     ("admin_ui.ingestion", "Ingestion"),
+    ("admin_ui.quality", "Quality"),
 )
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from flask import Blueprint
 
+from ingest.evaluation.report import last_evaluation
 from ingest.store.current import current_model_id, enabled_model_ids
 from schemas.api.ingest import DeadLetterList, DeadLetterView, RetriedEvents
 from schemas.api.status import CollectionList, ModelInfo, ModelList
+from schemas.evaluation import EvaluationRecord
+from schemas.models import is_model_id
 from schemas.settings import ApiRole
 from search_api.api.openapi import API_PREFIX, endpoint
 from search_api.web.errors import ApiError
@@ -44,12 +47,31 @@ def models() -> ModelList:
                 random_weights=manifest.random_weights,
                 default=manifest.spec.id == current,
                 enabled=manifest.spec.id in enabled,
-                duplicate_threshold=manifest.spec.duplicate_threshold,
+                duplicate_threshold=manifest.duplicate_threshold,
                 collection=by_model.get(manifest.spec.id),
             )
             for manifest in services.registry.installed()
         ]
     )
+
+
+@bp.get("/models/<model_id>/evaluation")
+@endpoint(ApiRole.SEARCH, EvaluationRecord, errors=(404,), tags=("collections",))
+def model_evaluation(model_id: str) -> EvaluationRecord:
+    """A model's last evaluation (`lookalike evaluate`): retrieval and near-duplicate quality."""
+    registry = current_services().registry
+    if not is_model_id(model_id):  # never a path outside the models directory
+        raise ApiError(404, "model_not_found", f"no model {model_id[:100]!r}")
+    registry.spec(model_id)  # an unknown model is a 404 model_not_found
+    record = last_evaluation(registry, model_id)
+    if record is None:
+        raise ApiError(
+            404,
+            "evaluation_not_found",
+            f"model {model_id!r} has not been evaluated: run `lookalike evaluate --model "
+            f"{model_id} ...`",
+        )
+    return record
 
 
 @bp.get("/deadletters")

@@ -10,6 +10,7 @@ import click
 
 from schemas.settings import Settings
 from search_api.cli.api import api
+from search_api.cli.evaluate import evaluate
 from search_api.cli.ingestion import ingest, sample_catalog
 from search_api.cli.models import models
 from search_api.cli.queue import deadletters, status, worker
@@ -42,6 +43,7 @@ for command in (
     api,
     up,
     reindex,
+    evaluate,
 ):
     cli.add_command(command)
 

@@ -12,6 +12,10 @@ import re
 
 from playwright.sync_api import FilePayload, Page, expect
 
+from ingest.evaluation.datasets import catalog_images
+from ingest.evaluation.report import evaluation_record, save_last
+from ingest.evaluation.run import evaluate_model
+from ingest.models.registry import ModelRegistry
 from schemas.settings import Settings
 from search_api.web.services import Services
 from tests.search_api.admin.conftest import (
@@ -347,3 +351,29 @@ def test_keyboard_tab_to_search_and_submit_with_enter(admin: AdminBrowser) -> No
     expect(page).to_have_url(re.compile(r"item=sku-06"))
     expect(page.get_by_role("heading", name="Like item sku-06")).to_be_visible()
     expect(page.locator("#results .card")).to_have_count(PAGE_SIZE)
+
+
+def test_quality_shows_each_models_last_evaluation_and_its_picture(
+    admin: AdminBrowser, admin_services: Services, admin_catalog: Catalog
+) -> None:
+    settings = admin_services.settings
+    registry = ModelRegistry(settings.models_dir)
+    csv_path = admin_catalog.root / "catalog.csv"
+    labelled = catalog_images(csv_path, admin_catalog.images, label_column="product_id")
+    evaluation = evaluate_model(
+        settings, registry.manifest(settings.default_model), labelled, progress=False
+    )
+    record = evaluation_record(evaluation, source=str(csv_path))
+    save_last(registry, evaluation, record)
+
+    page = admin.sign_in(then="/admin/quality")
+    section = page.locator("section.quality", has_text=settings.default_model)
+    expect(section.locator("table.numbers tbody tr")).to_have_count(3)  # k = 1, 5, 10
+    top1 = f"{record.retrieval.top_k_accuracy['1']:.3f}"
+    expect(section.locator("table.numbers tbody tr").first).to_contain_text(top1)
+    expect(section).to_contain_text(f"recall {record.duplicates.recall:.3f}")
+    picture = section.locator("img.quality-picture")
+    expect(picture).to_be_visible()
+    assert picture.evaluate("image => image.naturalWidth") > 0  # the SVG was served and drawn
+    admin.screenshot("quality")
+    no_stack_trace(page)

@@ -1,0 +1,1 @@
+"""Retrieval and near-duplicate evaluation of embedding models: metrics, data sets, runs."""
