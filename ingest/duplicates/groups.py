@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ingest.store.base import VectorStore
+from ingest.store.base import VectorStore, scroll_pages
 from schemas.duplicates import (
     DuplicateGroup,
     DuplicateLink,
@@ -98,9 +98,7 @@ def _scan(
     scanned = 0
     if progress is not None:
         progress(0, total)
-    offset: str | None = None
-    while True:
-        page, offset = store.scroll(model_id, limit=batch, offset=offset, with_vectors=True)
+    for page in scroll_pages(store, model_id, page_size=batch, with_vectors=True):
         for point in page:
             if point.vector is None:
                 continue  # scrolled with vectors, so never; but nothing to compare without one
@@ -126,8 +124,7 @@ def _scan(
         if progress is not None:
             # Points ingested during the scan are scanned too: the total grows with them.
             progress(scanned, max(total, scanned))
-        if offset is None:
-            return graph
+    return graph
 
 
 def _clique_groups(graph: _Graph) -> list[tuple[int, list[int]]]:

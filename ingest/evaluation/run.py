@@ -27,8 +27,8 @@ from ingest.ingestion.pipeline import ImageJob
 from ingest.models.embedder import load_embedder
 from ingest.models.registry import ModelRegistry
 from ingest.models.runtime import ModelRuntime
+from ingest.store.base import VectorStore, scroll_pages
 from ingest.store.current import temporary_store
-from ingest.store.qdrant import QdrantStore
 from schemas.ingestion import IngestFailure
 from schemas.models import ModelManifest
 from schemas.points import AnyOfCondition, PayloadFilter, StoredPoint
@@ -114,18 +114,13 @@ def _source(image: LabelledImage) -> SourceImage:
     return SourceImage(job=job, path=image.path)
 
 
-def _stored(store: QdrantStore, model_id: str) -> list[StoredPoint]:
-    points: list[StoredPoint] = []
-    offset: str | None = None
-    while True:
-        page, offset = store.scroll(model_id, limit=SCROLL_PAGE, offset=offset, with_vectors=True)
-        points += page
-        if offset is None:
-            return points
+def _stored(store: VectorStore, model_id: str) -> list[StoredPoint]:
+    pages = scroll_pages(store, model_id, page_size=SCROLL_PAGE, with_vectors=True)
+    return [point for page in pages for point in page]
 
 
 def _retrieval(
-    store: QdrantStore, model_id: str, points: Sequence[StoredPoint], ks: Sequence[int]
+    store: VectorStore, model_id: str, points: Sequence[StoredPoint], ks: Sequence[int]
 ) -> RetrievalScores:
     """Each query's ranked gallery labels, from the store's own nearest-neighbour query."""
     gallery_roles = [Role.GALLERY.value, Role.BOTH.value]

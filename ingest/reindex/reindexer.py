@@ -19,7 +19,7 @@ from ingest.models.registry import ModelRegistry
 from ingest.models.runtime import ModelRuntime
 from ingest.reindex.checks import ReindexRefused, _hint, check_reindex, same_model_message
 from ingest.state.reindex_jobs import ReindexJobNotFound, ReindexJobs, _now
-from ingest.store.base import SYSTEM_PAYLOAD_KEYS, VectorStore
+from ingest.store.base import SYSTEM_PAYLOAD_KEYS, VectorStore, scroll_pages
 from ingest.store.current import current_model_id
 from schemas.points import StoredPoint
 from schemas.reindex import ReindexFailure, ReindexJob, ReindexState
@@ -265,13 +265,7 @@ class Reindexer:
         )
 
     def _pages(self, model_id: str, page_size: int) -> Iterable[list[StoredPoint]]:
-        offset: str | None = None
-        while True:
-            points, offset = self.store.scroll(model_id, limit=page_size, offset=offset)
-            if points:
-                yield points
-            if offset is None:
-                return
+        return (page for page in scroll_pages(self.store, model_id, page_size=page_size) if page)
 
     def _remove_orphans(self, job: ReindexJob) -> None:
         """Delete target points whose source point is gone (deleted during the re-index)."""

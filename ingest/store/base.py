@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 from schemas.models import ModelManifest
@@ -156,3 +156,22 @@ class VectorStore(Protocol):
     def close(self) -> None:
         """Release the store (local mode holds a file lock)."""
         ...
+
+
+def scroll_pages(
+    store: VectorStore,
+    model_id: str,
+    *,
+    page_size: int,
+    filter: PayloadFilter | None = None,
+    with_vectors: bool = False,
+) -> Iterator[list[StoredPoint]]:
+    """Every page of a collection's points in id order (the last one may be empty)."""
+    offset: str | None = None
+    while True:
+        page, offset = store.scroll(
+            model_id, filter=filter, limit=page_size, offset=offset, with_vectors=with_vectors
+        )
+        yield page
+        if offset is None:
+            return

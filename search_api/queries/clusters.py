@@ -11,7 +11,7 @@ from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
 
 from ingest.errors import StoreError
-from ingest.store.base import VectorStore
+from ingest.store.base import VectorStore, scroll_pages
 from schemas.points import StoredPoint
 from schemas.queries import Cluster, ClusterMember, ClusterQuery, ClusterResult
 from search_api.queries.refusals import TooManyPoints
@@ -33,21 +33,15 @@ def _load(store: VectorStore, query: ClusterQuery) -> list[StoredPoint]:
     if count > query.max_points:
         raise TooManyPoints(count, query.max_points)
     points: list[StoredPoint] = []
-    offset: str | None = None
-    while True:
-        page, offset = store.scroll(
-            query.model_id,
-            filter=query.filter,
-            limit=SCROLL_PAGE,
-            offset=offset,
-            with_vectors=True,
-        )
+    pages = scroll_pages(
+        store, query.model_id, page_size=SCROLL_PAGE, filter=query.filter, with_vectors=True
+    )
+    for page in pages:
         points.extend(page)
         # Points may arrive between count and scroll: keep the bound anyway.
         if len(points) > query.max_points:
             raise TooManyPoints(len(points), query.max_points)
-        if offset is None:
-            return points
+    return points
 
 
 def _matrix(points: list[StoredPoint]) -> Matrix:
