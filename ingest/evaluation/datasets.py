@@ -18,7 +18,7 @@ from pathlib import Path
 from sklearn.model_selection import train_test_split
 
 from ingest.errors import LookalikeError
-from ingest.ingestion.bulk import image_extensions
+from ingest.ingestion.bulk import image_files
 
 DEFAULT_QUERY_FRACTION = 0.2
 DEFAULT_SEED = 0
@@ -46,21 +46,10 @@ class LabelledImage:
     role: Role
 
 
-def _images_in(folder: Path) -> list[Path]:
-    extensions = image_extensions()
-    return sorted(
-        path
-        for path in folder.rglob("*")
-        if path.is_file()
-        and path.suffix.lower() in extensions
-        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-    )
-
-
 def _classes(folder: Path, role: Role, prefix: str = "") -> list[LabelledImage]:
     """Images of a class-per-subfolder folder, labelled by their subfolder."""
     found = []
-    for path in _images_in(folder):
+    for path in image_files(folder):
         relative = path.relative_to(folder)
         if len(relative.parts) < 2:
             raise EvaluationInputError(

@@ -59,16 +59,20 @@ def image_extensions() -> set[str]:
     }
 
 
-def folder_sources(root: Path) -> list[SourceImage]:
-    """Every image file under ``root`` (recursively); item id = relative path without suffix."""
+def image_files(root: Path) -> list[Path]:
+    """Every image file under ``root`` (recursively, hidden files and folders skipped), sorted."""
     extensions = image_extensions()
-    paths = sorted(
+    return sorted(
         path
         for path in root.rglob("*")
         if path.is_file()
         and path.suffix.lower() in extensions
         and not any(part.startswith(".") for part in path.relative_to(root).parts)
     )
+
+
+def folder_sources(root: Path) -> list[SourceImage]:
+    """Every image file under ``root`` (recursively); item id = relative path without suffix."""
     return [
         SourceImage(
             job=ImageJob(
@@ -77,7 +81,7 @@ def folder_sources(root: Path) -> list[SourceImage]:
             ),
             path=path,
         )
-        for path in paths
+        for path in image_files(root)
     ]
 
 

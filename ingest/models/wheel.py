@@ -152,13 +152,13 @@ def cut_difference(full: Path, cut: Path, outputs: Sequence[str]) -> float:
     for value in cut_model.graph.output:
         if value.name not in known:
             whole.graph.output.append(value)
-    feeds = _check_inputs(cut)
     options = ort.SessionOptions()
     options.log_severity_level = 3  # the unused head's outputs are not our business
     full_session = ort.InferenceSession(
         whole.SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
     cut_session = ort.InferenceSession(str(cut), options, providers=["CPUExecutionProvider"])
+    feeds = _check_inputs(cut_session)
     expected = full_session.run(list(outputs), feeds)
     actual = cut_session.run(list(outputs), feeds)
     return max(
@@ -167,9 +167,8 @@ def cut_difference(full: Path, cut: Path, outputs: Sequence[str]) -> float:
     )
 
 
-def _check_inputs(model: Path) -> dict[str, np.ndarray[Any, Any]]:
+def _check_inputs(session: ort.InferenceSession) -> dict[str, np.ndarray[Any, Any]]:
     """Seeded noise for every input, dynamic dimensions set to ``CHECK_BATCH``."""
-    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(CHECK_SEED)
     feeds = {}
     for value in session.get_inputs():

@@ -17,14 +17,13 @@ from flask import Response, current_app, render_template, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from ingest.errors import CollectionNotFound, InvalidImage, ModelNotFound
-from ingest.models.registry import ModelRegistry
+from ingest.errors import CollectionNotFound, InvalidImage
 from search_api.web.errors import (
-    MODELS_DIR_CONFIG,
     ApiError,
     Classified,
     classify,
     error_response,
+    unknown_model,
 )
 
 log = logging.getLogger(__name__)
@@ -132,20 +131,11 @@ def _sentence(error: Exception, classified: Classified) -> str:
     if isinstance(error, redis.RedisError):
         log.warning("Redis unavailable: %s", error)
         return f"The queue (Redis) failed: {error}."
-    if isinstance(error, CollectionNotFound) and classified.code == "model_not_found":
-        # The store only knows the collection is missing; the registry says why.
-        return _unknown_model_message(error.model_id, classified.message)
+    if isinstance(error, CollectionNotFound):
+        # The store only knows the collection is missing; the registry says why, if it can.
+        refusal = unknown_model(error.model_id)
+        return classified.message if refusal is None else str(refusal)
     return classified.message
-
-
-def _unknown_model_message(model_id: str, fallback: str) -> str:
-    try:
-        ModelRegistry(current_app.config[MODELS_DIR_CONFIG]).spec(model_id)
-    except ModelNotFound as error:
-        return str(error)
-    except KeyError:
-        pass
-    return fallback
 
 
 @dataclass(frozen=True)

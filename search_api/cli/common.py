@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -45,3 +46,31 @@ def warn_if_random(manifest: ModelManifest) -> None:
             bold=True,
             err=True,
         )
+
+
+def folder_or_catalog(catalog_help: str) -> Callable[[F], F]:
+    """The image-set arguments commands share: FOLDER, or --catalog CSV with --images DIR."""
+    shared = (
+        click.argument(
+            "folder", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path)
+        ),
+        click.option(
+            "--catalog",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help=catalog_help,
+        ),
+        click.option(
+            "--images",
+            type=click.Path(exists=True, file_okay=False, path_type=Path),
+            help="Folder the catalog's image column is relative to (default: the CSV's folder).",
+        ),
+        click.option("--id-column", default="item_id", show_default=True),
+        click.option("--image-column", default="image", show_default=True),
+    )
+
+    def decorate(command: F) -> F:
+        for add in reversed(shared):  # as if stacked above the command in this order
+            command = add(command)
+        return command
+
+    return decorate

@@ -18,26 +18,12 @@ from ingest.evaluation.datasets import (
 from ingest.evaluation.report import evaluation_record, save_last, table, write_picture
 from ingest.evaluation.run import DEFAULT_KS, ModelEvaluation, evaluate_model
 from ingest.models.registry import ModelRegistry
-from search_api.cli.common import friendly_errors, settings_of, warn_if_random
+from search_api.cli.common import folder_or_catalog, friendly_errors, settings_of, warn_if_random
 
 
 @click.command()
-@click.argument(
-    "folder", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path)
-)
-@click.option(
-    "--catalog",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="A catalog CSV with a label column instead of a folder.",
-)
-@click.option(
-    "--images",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Folder the catalog's image column is relative to (default: the CSV's folder).",
-)
+@folder_or_catalog("A catalog CSV with a label column instead of a folder.")
 @click.option("--label", "label_column", help="The catalog column naming what matches.")
-@click.option("--id-column", default="item_id", show_default=True)
-@click.option("--image-column", default="image", show_default=True)
 @click.option(
     "--model", "model_ids", multiple=True, help="Model(s) to evaluate (default: the default)."
 )
@@ -118,10 +104,10 @@ def evaluate(
             )
             evaluations.append(evaluation)
             records.append(evaluation_record(evaluation, source=source))
-            if not flip:
+            if not flip:  # the plain run is the one kept, and calibrated from
                 save_last(registry, evaluation, records[-1])
-        if apply:
-            _apply(registry, model_id, evaluations[-1 if not tta else -2])
+                if apply:
+                    _apply(registry, model_id, evaluation)
     click.echo(table(evaluations))
     _report_failures(evaluations)
     if json_path is not None:

@@ -16,27 +16,13 @@ from ingest.models.runtime import load_runtime
 from ingest.store.current import enabled_model_ids, open_store
 from schemas.events import UploadEvent
 from schemas.settings import Settings
-from search_api.cli.common import friendly_errors, settings_of, warn_if_random
+from search_api.cli.common import folder_or_catalog, friendly_errors, settings_of, warn_if_random
 from search_api.cli.progress import follow
 from search_api.cli.stack import queue_connection
 
 
 @click.command()
-@click.argument(
-    "folder", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path)
-)
-@click.option(
-    "--catalog",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="CSV with one row per item: metadata columns become payload.",
-)
-@click.option(
-    "--images",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Folder the catalog's image column is relative to.",
-)
-@click.option("--id-column", default="item_id", show_default=True)
-@click.option("--image-column", default="image", show_default=True)
+@folder_or_catalog("CSV with one row per item: metadata columns become payload.")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N images (trial run).")
 @click.option("--model", "model_ids", multiple=True, help="Model(s) to embed with.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Images per inference batch.")

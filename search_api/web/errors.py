@@ -107,7 +107,7 @@ def classify(error: Exception) -> Classified | None:
     if isinstance(error, InvalidImage):
         refused = image_error(error)
         status, message, details = refused.status, refused.message, refused.details
-    elif isinstance(error, CollectionNotFound) and not _model_known(error.model_id):
+    elif isinstance(error, CollectionNotFound) and unknown_model(error.model_id) is not None:
         status, code = 404, "model_not_found"
     elif isinstance(error, ValidationError):
         details = field_errors(error.errors(include_url=False, include_input=False))
@@ -117,15 +117,16 @@ def classify(error: Exception) -> Classified | None:
     return Classified(status, code, message, details)
 
 
-def _model_known(model_id: str) -> bool:
+def unknown_model(model_id: str) -> ModelNotFound | None:
+    """The registry's refusal of a model id; None if it knows the model (or cannot tell)."""
     models_dir = current_app.config.get(MODELS_DIR_CONFIG)
     if models_dir is None:
-        return True  # cannot tell: keep "no collection"
+        return None  # cannot tell: keep "no collection"
     try:
         ModelRegistry(models_dir).spec(model_id)
-    except ModelNotFound:
-        return False
-    return True
+    except ModelNotFound as refusal:
+        return refusal
+    return None
 
 
 class ApiError(Exception):
@@ -224,9 +225,12 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _table(error: Exception) -> Response:
         classified = classify(error)
-        # ValueErrors are the query service's refusals only inside ``query_errors``;
-        # anywhere else one is a bug.
-        if classified is None or classified.code in ("invalid_query", "validation_error"):
+        # ValueErrors are the query service's refusals only inside ``query_errors``; anywhere
+        # else one is a bug (TooManyPoints says what it refused wherever it is raised).
+        refusal_outside_a_query = isinstance(error, ValueError) and not isinstance(
+            error, TooManyPoints
+        )
+        if classified is None or refusal_outside_a_query:
             log.exception("unhandled error")
             return error_response(500, "internal_error", "internal error (logged on the server)")
         if isinstance(error, redis.RedisError):
