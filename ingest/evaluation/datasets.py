@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from sklearn.model_selection import train_test_split
-
 from ingest.errors import LookalikeError
 from ingest.ingestion.bulk import image_files
 
@@ -87,6 +85,10 @@ def _split(images: list[LabelledImage], *, query_fraction: float, seed: int) -> 
     # At least one query per class, and at least one gallery image per class.
     queries = max(classes, round(query_fraction * len(splittable)))
     queries = min(queries, len(splittable) - classes)
+    # Imported here: scikit-learn takes most of a second to import, and every `lookalike`
+    # command (and the web app) imports this module; only a class-per-folder split needs it.
+    from sklearn.model_selection import train_test_split
+
     gallery, query = train_test_split(
         splittable,
         test_size=queries,

@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import precision_recall_curve
 
 from ingest.duplicates.thresholds import calibrate_threshold
 
@@ -153,6 +152,10 @@ def duplicate_scores(
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
 
     labels = np.concatenate([np.ones(len(duplicate_array)), np.zeros(len(distinct_array))])
+    # Imported here: scikit-learn takes most of a second to import, and every `lookalike`
+    # command (and the web app) imports this module; only a duplicate evaluation needs it.
+    from sklearn.metrics import precision_recall_curve
+
     precisions, recalls, thresholds = precision_recall_curve(
         labels, np.concatenate([duplicate_array, distinct_array])
     )
