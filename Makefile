@@ -11,7 +11,7 @@ LOOKALIKE := $(BIN)/lookalike
 #   make demo DEMO_MODEL=dinov2-vits14 DEMO_MODELS_DIR=~/.cache/lookalike/models
 DEMO_DIR ?= var/demo
 DEMO_BIND ?= 127.0.0.1:8000
-DEMO_MODEL ?= dinov2-vits14-imgfocus
+DEMO_MODEL ?= dinov2-vits14-imgfocus-whitened
 DEMO_MODELS_DIR ?= $(DEMO_DIR)/models
 DEMO_FALLBACK := dinov2-vits14-tiny-random
 DEMO_ENV := LOOKALIKE_DATA_DIR=$(DEMO_DIR)/data LOOKALIKE_MODELS_DIR=$(DEMO_MODELS_DIR) \

