@@ -30,6 +30,7 @@ def restore_interval(visibility_timeout: int) -> int:
 def celery_config(settings: Settings, broker_url: str) -> dict[str, Any]:
     """Celery settings for a broker: JSON messages, late acks, bounded tasks and memory."""
     queue = settings.queue
+    visibility_timeout = queue.resolved_visibility_timeout
     return {
         "broker_url": broker_url,
         "result_backend": broker_url,
@@ -45,14 +46,14 @@ def celery_config(settings: Settings, broker_url: str) -> dict[str, Any]:
         # Redis redelivers unacknowledged messages after this; it must exceed the slowest
         # batch, retry countdowns included, or a healthy batch would be delivered twice.
         "broker_transport_options": {
-            "visibility_timeout": queue.visibility_timeout,
+            "visibility_timeout": visibility_timeout,
             # kombu only sweeps for overdue messages every interval x throttle seconds
             # (10 x 10 by default), so without these a killed worker's messages come back
             # up to 100 s after the visibility timeout rather than at it.
-            "unacked_restore_interval": restore_interval(queue.visibility_timeout),
+            "unacked_restore_interval": restore_interval(visibility_timeout),
             "unacked_restore_throttle": 1,
         },
-        "result_backend_transport_options": {"visibility_timeout": queue.visibility_timeout},
+        "result_backend_transport_options": {"visibility_timeout": visibility_timeout},
         # Batching needs a full batch of messages in hand: prefetch two batches.
         "worker_prefetch_multiplier": 2 * queue.batch_size,
         "task_soft_time_limit": queue.soft_time_limit,

@@ -40,6 +40,10 @@ class SourceSettings(BaseModel):
     fetch_timeout: float = Field(default=10.0, gt=0, description="Seconds per http(s) fetch.")
 
 
+# Seconds after the hard time limit before an unacknowledged task is redelivered.
+VISIBILITY_MARGIN = 60
+
+
 class QueueSettings(BaseModel):
     """Celery worker and batching knobs."""
 
@@ -47,8 +51,10 @@ class QueueSettings(BaseModel):
     flush_interval: float = Field(
         default=1.0, gt=0, description="Seconds a partial batch waits before it is embedded."
     )
-    visibility_timeout: PositiveInt = Field(
-        default=3600, description="Seconds before Redis redelivers an unacknowledged task."
+    visibility_timeout: PositiveInt | None = Field(
+        default=None,
+        description="Seconds before Redis redelivers a task a worker took but never "
+        "acknowledged (a killed worker's); default: the hard time limit + 60.",
     )
     max_retries: int = Field(default=8, ge=0, description="Retries of transient failures.")
     retry_backoff: PositiveInt = Field(
@@ -66,6 +72,17 @@ class QueueSettings(BaseModel):
     max_memory_per_child_kb: PositiveInt = Field(
         default=2_000_000, description="Recycle a worker process above this resident size."
     )
+
+    @property
+    def resolved_visibility_timeout(self) -> int:
+        """When a dead worker's tasks come back: the setting, else just after the hard limit.
+
+        A task still running at its hard time limit is killed, so once that has passed (plus
+        a margin for acknowledging) an unacknowledged message can only be a dead worker's.
+        A shorter setting brings a dead worker's uploads back sooner, but may deliver a slow
+        batch twice (harmless, point ids are idempotent, but the work is done twice).
+        """
+        return self.visibility_timeout or self.time_limit + VISIBILITY_MARGIN
 
 
 class ApiRole(StrEnum):

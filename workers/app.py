@@ -20,7 +20,7 @@ HARD_LIMIT_MARGIN = 30
 
 def long_task_soft_limit(queue: QueueSettings) -> int:
     """Soft time limit of a duplicate scan or a re-index page (the last one reconciles)."""
-    return max(queue.soft_time_limit, queue.visibility_timeout - 60)
+    return max(queue.soft_time_limit, queue.resolved_visibility_timeout - 60)
 
 
 def configure(celery: Celery, settings: Settings, broker_url: str) -> Celery:

@@ -20,7 +20,7 @@ from typing import Any
 import redis
 from celery import Celery
 
-from ingest.state.events import EventTracker
+from ingest.state.events import EventTracker, PendingEvent
 from schemas.queue import QUEUE
 
 log = logging.getLogger(__name__)
@@ -67,12 +67,60 @@ def recover_lost_events(celery: Celery, tracker: EventTracker, *, min_age: float
         for pending in tracker.pending()
         if now - pending.published_at >= min_age and pending.event_id not in held
     ]
+    _resend(celery, tracker, lost)
+    return [pending.event_id for pending in lost]
+
+
+def queued_event_ids(client: redis.Redis) -> set[str]:
+    """Events whose message waits in the ingestion queue."""
+    queued = set()
+    for raw in client.lrange(QUEUE, 0, -1):
+        try:
+            event_id = _event_id_of(json.loads(raw))
+        except (TypeError, ValueError):
+            continue
+        if event_id is not None:
+            queued.add(event_id)
+    return queued
+
+
+def restore_orphans(celery: Celery, tracker: EventTracker) -> tuple[int, list[str]]:
+    """Before the only consumer starts: what a dead consumer held goes back in the queue.
+
+    The one-process stack is the only consumer of its embedded Redis, so every message in the
+    unacknowledged hash when it starts was held by a process that died (SIGKILL, power loss).
+    kombu would give them back only after the visibility timeout, hiding accepted uploads
+    for that long; here they go back at once, to the front of the queue, through kombu's own
+    restore (the same one its timeout uses). Pending events in neither place were lost
+    between Redis and the dead worker, and are re-sent. Returns (restored, re-sent ids).
+    Never call this while another consumer may be running: it would deliver its batch twice.
+    """
+    client = tracker.client
+    tags = client.hkeys(UNACKED_KEY)
+    # The broker named now: an app configured again keeps its first write URL cached.
+    with celery.connection_for_write(url=celery.conf.broker_url) as connection:
+        qos = connection.default_channel.qos  # type: ignore[attr-defined]  # Redis channels have one
+        for tag in tags:
+            qos.restore_by_tag(tag, leftmost=True)
+    queued = queued_event_ids(client)
+    lost = [pending for pending in tracker.pending() if pending.event_id not in queued]
+    _resend(celery, tracker, lost)
+    if tags or lost:
+        log.warning(
+            "after an unclean stop: %d unacknowledged messages back in the queue, "
+            "%d lost events re-sent",
+            len(tags),
+            len(lost),
+        )
+    return len(tags), [pending.event_id for pending in lost]
+
+
+def _resend(celery: Celery, tracker: EventTracker, lost: list[PendingEvent]) -> None:
     for pending in lost:
         log.warning("re-sending event %s: its message was lost", pending.event_id)
         # Remembered again first, as every publisher does: its age restarts for the next sweep.
         tracker.remember(pending.task, [pending.event])
         celery.send_task(pending.task, args=[pending.event], queue=QUEUE)
-    return [pending.event_id for pending in lost]
 
 
 def start_recovery(

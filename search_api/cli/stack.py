@@ -45,7 +45,7 @@ from workers.app import app as worker_app
 from workers.app import configure
 from workers.context import provide_store
 from workers.embedded_worker import EmbeddedWorker
-from workers.recovery import start_recovery
+from workers.recovery import restore_orphans, start_recovery
 
 log = logging.getLogger(__name__)
 
@@ -180,11 +180,14 @@ class EmbeddedStack:
         self.settings = self.settings.model_copy(update={"redis_url": url})
         celery = configure(worker_app, self.settings, url)
         provide_store(self.settings, store)
+        publisher = Publisher.connect(celery, self.settings.collection_prefix)
+        self._closers.append(publisher.tracker.client.close)
+        if embedded is not None:
+            # Our own Redis has no other consumer: what it shows as held is orphaned.
+            restore_orphans(celery, publisher.tracker)
         self.worker = EmbeddedWorker(celery)
         self.worker.start()
         self._closers.append(self.worker.stop)
-        publisher = Publisher.connect(celery, self.settings.collection_prefix)
-        self._closers.append(publisher.tracker.client.close)
         stop_recovery = start_recovery(
             celery,
             publisher.tracker,

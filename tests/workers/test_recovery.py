@@ -5,18 +5,21 @@ from __future__ import annotations
 import json
 
 import redis
+from celery import Celery
 
 from schemas.events import EventStatus, UploadEvent
-from schemas.queue import QUEUE
-from schemas.settings import Settings
+from schemas.queue import QUEUE, celery_config
+from schemas.settings import QueueSettings, Settings
 from search_api.cli.embedded.redis_server import EmbeddedRedis
 from search_api.producer.publisher import Publisher
-from workers.app import app, configure
-from workers.recovery import UNACKED_KEY, held_event_ids, recover_lost_events
+from workers.app import configure
+from workers.recovery import UNACKED_KEY, held_event_ids, recover_lost_events, restore_orphans
 
 
 def _publisher(server: EmbeddedRedis, settings: Settings) -> Publisher:
-    return Publisher.connect(configure(app, settings, server.url), settings.collection_prefix)
+    # A new app per test: an app keeps its connection pools to the first broker it used.
+    celery = configure(Celery("lookalike-recovery-test"), settings, server.url)
+    return Publisher.connect(celery, settings.collection_prefix)
 
 
 def _event(item: str) -> UploadEvent:
@@ -45,3 +48,39 @@ def test_only_events_in_no_queue_and_no_worker_are_resent(
     assert len(resent) == 1
     assert lost.event_id in resent[0]["headers"]["argsrepr"]
     assert {p.event_id for p in publisher.tracker.pending()} == {lost.event_id, held.event_id}
+
+
+def test_restore_orphans_gives_back_what_a_dead_consumer_held_and_resends_the_lost(
+    redis_server: EmbeddedRedis, settings: Settings
+) -> None:
+    publisher = _publisher(redis_server, settings)
+    client: redis.Redis = publisher.tracker.client
+    waiting, held, lost = _event("waiting"), _event("held"), _event("lost")
+    publisher.publish([held, lost, waiting])
+    messages = {m["headers"]["argsrepr"]: m for m in map(json.loads, client.lrange(QUEUE, 0, -1))}
+    client.delete(QUEUE)
+    by_item = {key.split("'item_id': '")[1].split("'")[0]: m for key, m in messages.items()}
+    client.rpush(QUEUE, json.dumps(by_item["waiting"]))  # still waits in the queue
+    # Held by the dead consumer, as kombu records it: the message and its index entry.
+    client.hset(UNACKED_KEY, "tag-held", json.dumps([by_item["held"], "", QUEUE]))
+    client.zadd("unacked_index", {"tag-held": 1.0})
+    # "lost" was taken from the queue and never recorded: only the ledger knows it.
+
+    restored, resent = restore_orphans(publisher.celery, publisher.tracker)
+
+    assert (restored, resent) == (1, [lost.event_id])
+    assert client.hlen(UNACKED_KEY) == 0
+    assert client.zcard("unacked_index") == 0
+    queued = [m["headers"]["argsrepr"] for m in map(json.loads, client.lrange(QUEUE, 0, -1))]
+    assert len(queued) == 3
+    assert all(any(event.event_id in q for q in queued) for event in (waiting, held, lost))
+    # Nothing was there to restore the second time.
+    assert restore_orphans(publisher.celery, publisher.tracker) == (0, [])
+
+
+def test_the_visibility_timeout_follows_the_hard_time_limit_unless_set() -> None:
+    derived = QueueSettings(time_limit=100)
+    assert derived.resolved_visibility_timeout == 160
+    config = celery_config(Settings(queue=derived), "redis://localhost/0")
+    assert config["broker_transport_options"]["visibility_timeout"] == 160
+    assert QueueSettings(visibility_timeout=900).resolved_visibility_timeout == 900
