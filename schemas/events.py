@@ -59,10 +59,23 @@ class UpdatePayloadEvent(_Event):
     metadata: dict[str, Any]
 
 
+def with_event_id(payload: Any, task_id: str) -> Any:
+    """The event of a message, its id defaulting to the message's Celery task id.
+
+    A producer that leaves ``event_id`` out still knows the id to poll: the ``id`` it gave
+    its message (the envelope's ``headers.id``). A redelivered message keeps its task id, so
+    the event keeps its id too. Anything but a JSON object is returned as it is (a bad event).
+    """
+    if isinstance(payload, dict) and not payload.get("event_id"):
+        return {**payload, "event_id": task_id}
+    return payload
+
+
 class EventStatus(StrEnum):
     """Where an event is in its life."""
 
     QUEUED = "queued"
+    RECEIVED = "received"  # a worker has it (written only if the producer wrote no status)
     DONE = "done"
     FAILED = "failed"
 

@@ -9,7 +9,13 @@ from schemas.queue import FIND_DUPLICATES_TASK, INGEST_TASK, REINDEX_PAGE_TASK, 
 from schemas.settings import QueueSettings, Settings
 
 app = Celery(
-    "lookalike", include=["workers.tasks", "workers.duplicate_tasks", "workers.reindex_tasks"]
+    "lookalike",
+    include=[
+        "workers.tasks",
+        "workers.duplicate_tasks",
+        "workers.reindex_tasks",
+        "workers.receipts",
+    ],
 )
 
 # A long task must end before Redis would redeliver it to a second worker (visibility

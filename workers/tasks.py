@@ -12,7 +12,14 @@ from pydantic import ValidationError
 
 from ingest.errors import StoreUnavailable
 from ingest.ingestion.handler import EventResult, Outcome
-from schemas.events import DeleteEvent, EventState, EventStatus, UpdatePayloadEvent, UploadEvent
+from schemas.events import (
+    DeleteEvent,
+    EventState,
+    EventStatus,
+    UpdatePayloadEvent,
+    UploadEvent,
+    with_event_id,
+)
 from schemas.queue import DELETE_TASK, INGEST_TASK, UPDATE_PAYLOAD_TASK
 from workers.app import app, retry_delay
 from workers.context import WorkerContext, worker_context
@@ -21,7 +28,9 @@ log = logging.getLogger(__name__)
 
 
 def _event_payload(request: SimpleRequest) -> Any:
-    return request.args[0] if request.args else request.kwargs.get("event")
+    return with_event_id(
+        request.args[0] if request.args else request.kwargs.get("event"), request.id
+    )
 
 
 # Batch size and flush interval come from the settings when the worker is configured
@@ -161,6 +170,7 @@ def _retrying_task(name: str) -> Callable[[Callable[..., None]], Task[Any, Any]]
 def delete(self: Task, event: dict[str, Any]) -> None:  # type: ignore[type-arg]
     """Remove an item from every targeted collection."""
     context = worker_context()
+    event = with_event_id(event, str(self.request.id))
     try:
         parsed = DeleteEvent.model_validate(event)
     except ValidationError as error:
@@ -173,6 +183,7 @@ def delete(self: Task, event: dict[str, Any]) -> None:  # type: ignore[type-arg]
 def update_payload(self: Task, event: dict[str, Any]) -> None:  # type: ignore[type-arg]
     """Merge new metadata into an item's points without re-embedding."""
     context = worker_context()
+    event = with_event_id(event, str(self.request.id))
     try:
         parsed = UpdatePayloadEvent.model_validate(event)
     except ValidationError as error:

@@ -75,6 +75,14 @@ class EventTracker:
             found.append(PendingEvent(text(key), record["task"], record["event"], record["at"]))
         return found
 
+    def mark_received(self, event_id: str, *, item_id: str | None = None) -> bool:
+        """Write ``received`` only if the event has no status yet; True if it was written."""
+        state = EventState(event_id=event_id, item_id=item_id, status=EventStatus.RECEIVED)
+        written = self.client.set(
+            self._status_key(event_id), state.model_dump_json(), ex=STATUS_TTL, nx=True
+        )
+        return bool(written)
+
     def mark(
         self,
         event_id: str,
