@@ -10,6 +10,7 @@ import click
 
 from schemas.settings import Settings
 from search_api.cli.api import api
+from search_api.cli.blobs import blobs
 from search_api.cli.evaluate import evaluate
 from search_api.cli.ingestion import ingest, sample_catalog
 from search_api.cli.models import models
@@ -44,6 +45,7 @@ for command in (
     up,
     reindex,
     evaluate,
+    blobs,
 ):
     cli.add_command(command)
 

@@ -7,7 +7,9 @@ from collections.abc import Sequence
 
 import click
 
+from schemas.settings import Settings
 from search_api.cli.common import friendly_errors, settings_of
+from search_api.cli.embedded.redis_server import EmbeddedRedis
 from search_api.cli.progress import print_statuses
 from search_api.cli.stack import queue_connection, run_worker
 
@@ -23,14 +25,37 @@ def worker(ctx: click.Context, concurrency: int | None, loglevel: str) -> None:
 
 
 @click.command()
-@click.argument("event_ids", nargs=-1, required=True)
+@click.argument("event_ids", nargs=-1)
+@click.option(
+    "--broker-url",
+    is_flag=True,
+    help="Print the queue's Redis URL, password included (the embedded one's if running), "
+    "for producers and workers of your own.",
+)
 @click.pass_context
 @friendly_errors
-def status(ctx: click.Context, event_ids: Sequence[str]) -> None:
-    """Status of queued events: queued, done, or failed with its reason."""
+def status(ctx: click.Context, event_ids: Sequence[str], broker_url: bool) -> None:
+    """Status of queued events: queued, received, done, or failed with its reason."""
     settings = settings_of(ctx)
+    if broker_url:
+        click.echo(_broker_url(settings))
+        return
+    if not event_ids:
+        raise click.UsageError("give one or more event ids, or --broker-url")
     with queue_connection(settings) as publisher:
         print_statuses(publisher.tracker, event_ids)
+
+
+def _broker_url(settings: Settings) -> str:
+    if settings.redis_url:
+        return settings.redis_url
+    url = EmbeddedRedis(settings.data_dir).running_url()
+    if url is None:
+        raise click.ClickException(
+            f"no embedded Redis runs for {settings.data_dir}: start `lookalike up` (or set "
+            "LOOKALIKE_REDIS_URL to a server of your own)"
+        )
+    return url
 
 
 @click.group()

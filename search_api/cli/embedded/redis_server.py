@@ -367,6 +367,11 @@ class EmbeddedRedis:
 
     # -- helpers ------------------------------------------------------------------------------
 
+    def running_url(self) -> str | None:
+        """The URL (with its password) of this data dir's server if one runs, else None."""
+        state = self._read_state()
+        return state.url if state is not None and self._server_running() else None
+
     def _server_running(self) -> bool:
         """Whether some server process holds this data dir's server lock."""
         fd = try_flock(self.state_dir / SERVER_LOCK)
