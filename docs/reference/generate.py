@@ -1,4 +1,5 @@
-"""Generated references: docs/configuration.md, docs/api.md and deploy/.env.example.
+"""Generated references: docs/configuration.md, docs/api.md, deploy/.env.example and the
+README's list of image formats.
 
 ``python -m docs.reference`` writes them; ``--check`` only compares, and exits non-zero
 naming every stale file, so CI catches a setting or endpoint whose documentation was not
@@ -27,12 +28,14 @@ from pydantic.fields import FieldInfo
 from pydantic_core import to_jsonable_python
 from pydantic_settings import BaseSettings
 
+from docs.reference.formats import render_readme
 from schemas.settings import ApiKey, ApiRole, ApiSettings, Settings
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: docs/reference/generate.py
 CONFIGURATION_MD = Path("docs/configuration.md")
 API_MD = Path("docs/api.md")
 ENV_EXAMPLE = Path("deploy/.env.example")
+README_MD = Path("README.md")
 OPENAPI_URL = "/api/v1/openapi.json"
 REGENERATE = "python -m docs.reference"  # what a stale-file message tells people to run
 TOP_LEVEL = "top level"
@@ -721,6 +724,7 @@ def generate(
         CONFIGURATION_MD: render_configuration(settings_cls),
         API_MD: render_api(document if document is not None else openapi_document()),
         ENV_EXAMPLE: render_env_example(settings_cls),
+        README_MD: render_readme((ROOT / README_MD).read_text(encoding="utf-8")),
     }
 
 

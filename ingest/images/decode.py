@@ -20,7 +20,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 import pillow_heif
-from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from ingest.errors import InvalidImage, InvalidImageReason
 from schemas.models import Preprocessing, Resample, ResizeMode
@@ -33,12 +33,34 @@ logger = logging.getLogger(__name__)
 pillow_heif.register_heif_opener()
 Image.init()
 
-# Only these plugins may claim the bytes. Pillow knows ~40 formats, several of them obscure,
-# loosely identified (TGA accepts almost any prefix) or delegating to Ghostscript (EPS); none of
-# them is a catalog photo, and each is attack surface. AVIF before HEIF so that Pillow's own
-# AVIF plugin, not libheif, decodes AVIF files.
-_WANTED_FORMATS: Final = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF", "HEIF")
-SUPPORTED_FORMATS: Final[tuple[str, ...]] = tuple(f for f in _WANTED_FORMATS if f in Image.OPEN)
+# Every still-image format the installed Pillow (and pillow-heif) can decode may claim the
+# bytes, tried in this order: the common formats first (each has a strict magic number), then
+# the rest by name, and TGA last, because it has no magic number and would claim bytes meant
+# for another plugin. Left out: stub plugins (BUFR, GRIB, HDF5, WMF: they identify a file but
+# need a handler installed to decode it), EPS (Pillow runs the Ghostscript program on it: a
+# whole interpreter of attack surface), MPEG (video: Pillow reads its header only) and IPTC
+# (a metadata record, not a picture). AVIF before HEIF so that Pillow's own AVIF plugin, not
+# libheif, decodes AVIF files.
+_FIRST_FORMATS: Final = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF", "HEIF")
+_LAST_FORMATS: Final = ("TGA",)
+_REFUSED_FORMATS: Final = frozenset({"EPS", "MPEG", "IPTC"})
+# Decoders that read until the stream is exhausted even for a whole file (openjpeg is handed
+# everything there is), so a read past the end says nothing; they report truncation themselves.
+_READS_TO_THE_END: Final = frozenset({"JPEG2000"})
+
+
+def _decodable_formats() -> tuple[str, ...]:
+    openers = {
+        name: factory
+        for name, (factory, _accept) in Image.OPEN.items()
+        if name not in _REFUSED_FORMATS
+        and not (isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile))
+    }
+    middle = sorted(set(openers) - {*_FIRST_FORMATS, *_LAST_FORMATS})
+    return tuple(f for f in (*_FIRST_FORMATS, *middle, *_LAST_FORMATS) if f in openers)
+
+
+SUPPORTED_FORMATS: Final[tuple[str, ...]] = _decodable_formats()
 
 # What Pillow and its plugins raise on bad bytes: OSError (and UnidentifiedImageError),
 # SyntaxError from header parsers, ValueError/TypeError/IndexError/KeyError/struct.error from
@@ -152,7 +174,7 @@ def decode_image(data: bytes, limits: ImageLimits, *, draft_size: int | None = N
             stream.watching = True
             image.load()
             stream.watching = False
-            if stream.ran_dry:
+            if stream.ran_dry and image.format not in _READS_TO_THE_END:
                 # The decoder wanted bytes past the end yet Pillow did not raise: someone set
                 # ImageFile.LOAD_TRUNCATED_IMAGES (the rest is padded with grey), or only a
                 # PNG's trailer is missing. Either way the upload was cut short.

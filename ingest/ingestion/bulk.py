@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from ingest.errors import InvalidImage, InvalidImageReason
 from ingest.images.blobs import BlobStore
-from ingest.images.decode import read_image_file, sha256_hex
+from ingest.images.decode import SUPPORTED_FORMATS, read_image_file, sha256_hex
 from ingest.images.thumbnails import DEFAULT_THUMBNAIL_SIZE, ThumbnailStore
 from ingest.ingestion.pipeline import (
     ImageJob,
@@ -55,7 +55,7 @@ def image_extensions() -> set[str]:
     return {
         extension
         for extension, kind in Image.registered_extensions().items()
-        if kind in Image.OPEN or kind == "MPO"
+        if kind in SUPPORTED_FORMATS or kind == "MPO"
     }
 
 

@@ -17,7 +17,12 @@ from docs.reference import generate as reference
 from schemas.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-GENERATED = (reference.CONFIGURATION_MD, reference.API_MD, reference.ENV_EXAMPLE)
+GENERATED = (
+    reference.CONFIGURATION_MD,
+    reference.API_MD,
+    reference.ENV_EXAMPLE,
+    reference.README_MD,
+)
 
 
 def _leaf_variables(model: type[BaseModel], prefix: str) -> Iterator[str]:
