@@ -119,6 +119,11 @@ _RESAMPLE: Final = {
     Resample.BICUBIC: Image.Resampling.BICUBIC,
 }
 
+# Modes Image.reduce handles; others (palette, 1-bit, 16-bit) are converted at full size first.
+_REDUCIBLE_MODES: Final = frozenset({"L", "LA", "RGB", "RGBA", "RGBa", "La", "I", "F", "CMYK"})
+REDUCE_MARGIN = 2  # keep both sides at least this many times the draft size
+REDUCE_MIN_FACTOR = 2  # reducing by less saves little and changes pixels for nothing
+
 # Modes whose samples do not fit in 8 bits: Pillow's plain convert() clips them at 255.
 _HIGH_DEPTH_MODES: Final = frozenset({"I", "F", "I;16", "I;16B", "I;16L", "I;16N"})
 _UINT16_LEVELS: Final = 65535.0
@@ -181,7 +186,9 @@ def decode_image(data: bytes, limits: ImageLimits, *, draft_size: int | None = N
                 raise InvalidImage(
                     InvalidImageReason.TRUNCATED, "image data ends before the picture does"
                 )
-            return to_rgb(_upright(image))
+            # The full-size picture is dropped when this block ends: only the reduced one
+            # lives on, so colour conversion and compositing never touch the full size.
+            return to_rgb(_upright(_reduced(image, draft_size)))
     except UnidentifiedImageError as error:
         raise _unidentified(data) from error
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
@@ -192,6 +199,22 @@ def decode_image(data: bytes, limits: ImageLimits, *, draft_size: int | None = N
         ) from error
     except _DECODE_ERRORS as error:
         raise _classify_decode_error(error, data, stream) from error
+
+
+def _reduced(image: Image.Image, draft_size: int | None) -> Image.Image:
+    """A large picture box-reduced by a whole factor, keeping both sides >= 2 x draft_size.
+
+    What libjpeg's draft does for JPEG, for every other format after decoding: a 7000 x 7000
+    PNG costs its decoded size plus a small picture, not several full-size copies (RGBA,
+    white backdrop, composite, RGB). Twice the draft size keeps the later resize an honest
+    downscale, so embeddings barely move (see the README).
+    """
+    if draft_size is None or image.mode not in _REDUCIBLE_MODES:
+        return image
+    factor = min(image.size) // (REDUCE_MARGIN * draft_size)
+    # Image.reduce weighs colours by their alpha, so the colour hidden under transparent
+    # pixels (often black) does not bleed into the edges (tests/ingest/test_images.py).
+    return image.reduce(factor) if factor >= REDUCE_MIN_FACTOR else image
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -986,9 +986,23 @@ def test_draft_applies_to_mpo_camera_jpegs() -> None:
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "WEBP", "TIFF"])
-def test_draft_is_ignored_for_other_formats(fmt: str) -> None:
+def test_other_formats_are_reduced_after_decoding_to_twice_the_draft_size(fmt: str) -> None:
     data = encode(picture(800, 600), fmt)
-    assert decode_image(data, LIMITS, draft_size=100).size == (800, 600)
+    # 600 // (2 x 100) = 3: both sides keep at least twice the draft size.
+    assert decode_image(data, LIMITS, draft_size=100).size == (267, 200)
+    assert decode_image(data, LIMITS, draft_size=200).size == (800, 600)  # factor 1: untouched
+    assert decode_image(data, LIMITS).size == (800, 600)
+
+
+def test_a_reduced_transparent_picture_keeps_its_white_backdrop_at_the_edges() -> None:
+    rgba = Image.new("RGBA", (1200, 1200), (0, 0, 0, 0))  # hidden colour: black
+    rgba.paste((200, 30, 30, 255), (0, 603, 1200, 1200))  # row 100 of the reduced: half red
+    decoded = decode_image(encode(rgba, "PNG"), LIMITS, draft_size=100)
+    assert decoded.size == (200, 200)
+    assert_colour(decoded.getpixel((100, 99)), (255, 255, 255), 2)
+    # Half red on white: the black hidden under the transparent half does not bleed in.
+    assert_colour(decoded.getpixel((100, 100)), (228, 142, 142), 3)
+    assert_colour(decoded.getpixel((100, 101)), (200, 30, 30), 2)
 
 
 def test_draft_and_full_decode_give_nearly_the_same_tensor(photo_jpeg: bytes) -> None:
