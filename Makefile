@@ -64,6 +64,7 @@ format: install ## Apply ruff's fixes and formatting
 
 bench: install-all ## Quality (copy detection) of DINOv2 vs perceptual hashes; throughput and latency: ingest vs one image at a time, queue vs in-process, API p50/p99 (bench/results/)
 	$(BIN)/python -m bench.quality_bench
+	$(BIN)/python -m bench.decode_bench
 	$(BIN)/python -m bench.ingest_bench
 	$(BIN)/python -m bench.queue_bench
 	$(BIN)/python -m bench.api_bench

@@ -23,6 +23,12 @@ class ImageLimits(BaseModel):
     max_aspect_ratio: float = Field(
         default=20.0, gt=1.0, description="Longest side / shortest side above this is refused."
     )
+    exact_decode: bool = Field(
+        default=False,
+        description="Decode every image at full size before resizing (no JPEG DCT-domain "
+        "downscale, no early reduction of large images): slower, and the same tensor as the "
+        "reference pipeline.",
+    )
 
 
 class SourceSettings(BaseModel):

@@ -21,6 +21,7 @@ from ingest.errors import InvalidImage, InvalidImageReason
 from ingest.images.decode import (
     SUPPORTED_FORMATS,
     decode_image,
+    draft_size_for,
     load_for_model,
     preprocess,
     read_image_file,
@@ -976,6 +977,24 @@ def test_jpeg_draft_decodes_smaller_but_never_below_the_draft_size(
     assert decoded.mode == "RGB"
 
 
+def test_exact_decode_turns_the_draft_off(photo_jpeg: bytes) -> None:
+    exact = LIMITS.model_copy(update={"exact_decode": True})
+    assert decode_image(photo_jpeg, exact, draft_size=224).size == (1600, 1200)
+    spec = Preprocessing()
+    full = load_for_model(photo_jpeg, spec, LIMITS, jpeg_draft=False)
+    np.testing.assert_array_equal(load_for_model(photo_jpeg, spec, exact), full)
+
+
+def test_the_default_draft_keeps_three_times_the_model_input(photo_jpeg: bytes) -> None:
+    # 1600 x 1200 with a 3 x 224 = 672 draft: libjpeg may only halve it (800 x 600 >= 672? no),
+    # so the photo decodes at full size; a 224 draft alone would have taken it to 400 x 300.
+    assert draft_size_for([Preprocessing()]) == 672
+    assert decode_image(photo_jpeg, LIMITS, draft_size=draft_size_for([Preprocessing()])).size == (
+        1600,
+        1200,
+    )
+
+
 def test_draft_applies_to_mpo_camera_jpegs() -> None:
     # Cameras write JPEGs with an extra (MPF) image; Pillow opens them as MPO, a JPEG subclass.
     photo = textured_photo()
@@ -986,18 +1005,20 @@ def test_draft_applies_to_mpo_camera_jpegs() -> None:
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "WEBP", "TIFF"])
-def test_other_formats_are_reduced_after_decoding_to_twice_the_draft_size(fmt: str) -> None:
+def test_other_formats_are_reduced_after_decoding_to_the_draft_size(fmt: str) -> None:
     data = encode(picture(800, 600), fmt)
-    # 600 // (2 x 100) = 3: both sides keep at least twice the draft size.
-    assert decode_image(data, LIMITS, draft_size=100).size == (267, 200)
-    assert decode_image(data, LIMITS, draft_size=200).size == (800, 600)  # factor 1: untouched
+    # 600 // 100 = 6: both sides keep at least the draft size.
+    assert decode_image(data, LIMITS, draft_size=100).size == (134, 100)  # 800 / 6 rounded up
+    assert decode_image(data, LIMITS, draft_size=400).size == (800, 600)  # factor 1: untouched
     assert decode_image(data, LIMITS).size == (800, 600)
+    exact = LIMITS.model_copy(update={"exact_decode": True})
+    assert decode_image(data, exact, draft_size=100).size == (800, 600)
 
 
 def test_a_reduced_transparent_picture_keeps_its_white_backdrop_at_the_edges() -> None:
     rgba = Image.new("RGBA", (1200, 1200), (0, 0, 0, 0))  # hidden colour: black
     rgba.paste((200, 30, 30, 255), (0, 603, 1200, 1200))  # row 100 of the reduced: half red
-    decoded = decode_image(encode(rgba, "PNG"), LIMITS, draft_size=100)
+    decoded = decode_image(encode(rgba, "PNG"), LIMITS, draft_size=200)
     assert decoded.size == (200, 200)
     assert_colour(decoded.getpixel((100, 99)), (255, 255, 255), 2)
     # Half red on white: the black hidden under the transparent half does not bleed in.

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 from qdrant_client import QdrantClient
 
-from ingest.images.decode import decode_image, load_for_model
+from ingest.images.decode import DRAFT_MARGIN, decode_image, load_for_model
 from ingest.images.sources import SourceResolver
 from ingest.images.thumbnails import (
     ThumbnailStore,
@@ -229,7 +229,8 @@ def test_one_decode_makes_every_model_input_and_the_thumbnail(
 
     images = prepare_images(job(), data, recipes, limits, thumbnail_size=256)
 
-    assert calls == [256]  # once, drafted for the largest of model inputs and thumbnail
+    # Once, drafted for the largest of model inputs and thumbnail, with its margin.
+    assert calls == [DRAFT_MARGIN * 256]
     assert [images[recipe].tensor.shape for recipe in recipes] == [(3, 224, 224), (3, 112, 112)]
     thumbnail = images[recipes[0]].thumbnail
     assert thumbnail is not None
