@@ -19,48 +19,16 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
-import pillow_heif
-from PIL import Image, ImageFile, ImageOps, JpegImagePlugin, UnidentifiedImageError
+from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from ingest.errors import InvalidImage, InvalidImageReason
+from ingest.images.formats import READS_TO_THE_END, SIGNATURES, SUPPORTED_FORMATS
 from schemas.models import Preprocessing, Resample, ResizeMode
 from schemas.settings import ImageLimits
 
 logger = logging.getLogger(__name__)
 
-# HEIF/HEIC (phones) come from pillow-heif; Pillow 11.3+ reads AVIF itself and pillow-heif 1.x
-# no longer ships an AVIF opener, so registering HEIF is all that is needed.
-pillow_heif.register_heif_opener()
-Image.init()
-
-# Every still-image format the installed Pillow (and pillow-heif) can decode may claim the
-# bytes, tried in this order: the common formats first (each has a strict magic number), then
-# the rest by name, and TGA last, because it has no magic number and would claim bytes meant
-# for another plugin. Left out: stub plugins (BUFR, GRIB, HDF5, WMF: they identify a file but
-# need a handler installed to decode it), EPS (Pillow runs the Ghostscript program on it: a
-# whole interpreter of attack surface), MPEG (video: Pillow reads its header only) and IPTC
-# (a metadata record, not a picture). AVIF before HEIF so that Pillow's own AVIF plugin, not
-# libheif, decodes AVIF files.
-_FIRST_FORMATS: Final = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF", "HEIF")
-_LAST_FORMATS: Final = ("TGA",)
-_REFUSED_FORMATS: Final = frozenset({"EPS", "MPEG", "IPTC"})
-# Decoders that read until the stream is exhausted even for a whole file (openjpeg is handed
-# everything there is), so a read past the end says nothing; they report truncation themselves.
-_READS_TO_THE_END: Final = frozenset({"JPEG2000"})
-
-
-def _decodable_formats() -> tuple[str, ...]:
-    openers = {
-        name: factory
-        for name, (factory, _accept) in Image.OPEN.items()
-        if name not in _REFUSED_FORMATS
-        and not (isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile))
-    }
-    middle = sorted(set(openers) - {*_FIRST_FORMATS, *_LAST_FORMATS})
-    return tuple(f for f in (*_FIRST_FORMATS, *middle, *_LAST_FORMATS) if f in openers)
-
-
-SUPPORTED_FORMATS: Final[tuple[str, ...]] = _decodable_formats()
+__all__ = ["SUPPORTED_FORMATS", "decode_image", "load_for_model", "preprocess", "to_rgb"]
 
 # What Pillow and its plugins raise on bad bytes: OSError (and UnidentifiedImageError),
 # SyntaxError from header parsers, ValueError/TypeError/IndexError/KeyError/struct.error from
@@ -87,20 +55,6 @@ _DECODE_ERRORS: Final = (
 # Pillow words truncation differently per plugin ("image file is truncated", "Truncated File
 # Read", AVIF's "Truncated data", libheif's "Unexpected end of file").
 _TRUNCATION_HINTS: Final = ("truncated", "unexpected end of file", "premature end")
-
-# Magic numbers of the supported formats: bytes that start like an image but cannot be read
-# are a broken image (DECODE_ERROR), not "not an image".
-_SIGNATURES: Final = (
-    (b"\xff\xd8\xff", "JPEG"),
-    (b"\x89PNG\r\n\x1a\n", "PNG"),
-    (b"GIF87a", "GIF"),
-    (b"GIF89a", "GIF"),
-    (b"BM", "BMP"),
-    (b"II*\x00", "TIFF"),
-    (b"MM\x00*", "TIFF"),
-    (b"II+\x00", "TIFF"),
-    (b"MM\x00+", "TIFF"),
-)
 
 # Parsing a broken EXIF block (a small TIFF inside the file) fails in these ways.
 _EXIF_ERRORS: Final = (
@@ -182,7 +136,7 @@ def decode_image(data: bytes, limits: ImageLimits, *, draft_size: int | None = N
             stream.watching = True
             image.load()
             stream.watching = False
-            if stream.ran_dry and image.format not in _READS_TO_THE_END:
+            if stream.ran_dry and image.format not in READS_TO_THE_END:
                 # The decoder wanted bytes past the end yet Pillow did not raise: someone set
                 # ImageFile.LOAD_TRUNCATED_IMAGES (the rest is padded with grey), or only a
                 # PNG's trailer is missing. Either way the upload was cut short.
@@ -390,7 +344,7 @@ def _resize_shortest_side_and_crop(
 
 def _sniff_format(data: bytes) -> str | None:
     """Which supported format the bytes claim to be, by magic number only."""
-    for signature, name in _SIGNATURES:
+    for signature, name in SIGNATURES:
         if data.startswith(signature):
             return name
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":

@@ -9,9 +9,8 @@ import click
 
 from schemas.settings import Settings
 from search_api.cli.common import friendly_errors, settings_of
-from search_api.cli.embedded.redis_server import EmbeddedRedis
 from search_api.cli.progress import print_statuses
-from search_api.cli.stack import queue_connection, run_worker
+from search_api.cli.stack import queue_connection, run_worker, running_broker_url
 
 
 @click.command()
@@ -47,9 +46,7 @@ def status(ctx: click.Context, event_ids: Sequence[str], broker_url: bool) -> No
 
 
 def _broker_url(settings: Settings) -> str:
-    if settings.redis_url:
-        return settings.redis_url
-    url = EmbeddedRedis(settings.data_dir).running_url()
+    url = running_broker_url(settings)
     if url is None:
         raise click.ClickException(
             f"no embedded Redis runs for {settings.data_dir}: start `lookalike up` (or set "

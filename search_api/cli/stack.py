@@ -62,6 +62,11 @@ def redis_url_for(settings: Settings) -> tuple[str, EmbeddedRedis | None]:
     return server.start(), server
 
 
+def running_broker_url(settings: Settings) -> str | None:
+    """LOOKALIKE_REDIS_URL, else the running embedded Redis's URL; None if neither (no start)."""
+    return settings.redis_url or EmbeddedRedis(settings.data_dir).running_url()
+
+
 @contextlib.contextmanager
 def broker_url(settings: Settings) -> Iterator[str]:
     """LOOKALIKE_REDIS_URL, or an embedded Redis's URL for the duration of the block."""
