@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+import sys
 from dataclasses import dataclass
 from typing import Any
 
 import redis
+from celery import signals
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
@@ -18,6 +20,7 @@ from ingest.store.base import VectorStore
 from ingest.store.current import open_store
 from schemas.events import DeadLetter, EventStatus
 from schemas.settings import Settings
+from schemas.settings_errors import BAD_SETTINGS_STATUS, InvalidSettings, read_settings
 from workers.app import app
 
 # Status writes ride out a broker restart (about a minute of retries) instead of failing the
@@ -56,6 +59,20 @@ class WorkerContext:
 
 # Set by an embedded stack that runs a worker inside a process already holding the store.
 _provided: tuple[Settings, VectorStore] | None = None
+
+
+@signals.worker_init.connect
+def refuse_bad_settings(**_: Any) -> None:
+    """At worker start, before any broker connection: bad settings print one line per
+    variable and exit with 2, instead of failing every task later with a traceback."""
+    if _provided is not None:
+        return  # an embedded worker, on settings its process has already read
+    try:
+        read_settings()
+    except InvalidSettings as error:
+        for line in error.lines:
+            print(line, file=sys.stderr, flush=True)
+        raise SystemExit(BAD_SETTINGS_STATUS) from None
 
 
 def provide_store(settings: Settings, store: VectorStore) -> None:

@@ -19,6 +19,7 @@ from ingest.errors import InvalidImage, InvalidImageReason
 from ingest.images.blobs import BlobStore
 from ingest.images.decode import SUPPORTED_FORMATS, read_image_file, sha256_hex
 from ingest.images.thumbnails import DEFAULT_THUMBNAIL_SIZE, ThumbnailStore
+from ingest.ingestion.item_ids import folder_item_ids
 from ingest.ingestion.pipeline import (
     ImageJob,
     PreparedImage,
@@ -40,11 +41,16 @@ _CODE_WITH_LEADING_ZERO = re.compile(r"[+-]?0\d")
 
 @dataclass(frozen=True)
 class SourceImage:
-    """An image to ingest from disk, or a catalog row that is already known to be bad."""
+    """An image to ingest from disk, or a catalog row that is already known to be bad.
+
+    ``note`` is something to tell the user about it, e.g. that its item id kept the file's
+    suffix because another file would have had the same one.
+    """
 
     job: ImageJob | None
     path: Path | None
     failure: IngestFailure | None = None
+    note: str | None = None
 
 
 def image_extensions() -> set[str]:
@@ -72,16 +78,17 @@ def image_files(root: Path) -> list[Path]:
 
 
 def folder_sources(root: Path) -> list[SourceImage]:
-    """Every image file under ``root`` (recursively); item id = relative path without suffix."""
+    """Every image file under ``root`` (recursively); item id = relative path without suffix,
+    except for files that would share one (``photo.jpg``, ``photo.png``): they keep it."""
+    paths = image_files(root)
+    named = folder_item_ids(root, paths)
     return [
         SourceImage(
-            job=ImageJob(
-                item_id=path.relative_to(root).with_suffix("").as_posix(),
-                source_uri=path.resolve().as_uri(),
-            ),
+            job=ImageJob(item_id=named[path].item_id, source_uri=path.resolve().as_uri()),
             path=path,
+            note=named[path].note,
         )
-        for path in image_files(root)
+        for path in paths
     ]
 
 

@@ -30,16 +30,35 @@ class UploadForm(FormBody):
 class AcceptedUpload(BaseModel):
     """An image stored in the blob store and queued for embedding."""
 
+    index: int = Field(description="Position of the image in the request, from 0.")
     event_id: str
     item_id: str
     image_uri: str
     image_sha256: str
 
 
-class UploadAccepted(BaseModel):
-    """The queued upload events, in the order of the images."""
+class RejectedUpload(BaseModel):
+    """An image of the request that was refused: nothing of it was stored or queued."""
 
-    events: list[AcceptedUpload]
+    index: int = Field(description="Position of the image in the request, from 0.")
+    item_id: str
+    field: str = Field(description="The form field, e.g. `images.1`.", examples=["images.1"])
+    code: str = Field(description="The error code, as in error bodies: `invalid_image`.")
+    reason: str = Field(
+        description="Why, as in error details and dead letters: `not_an_image`, `empty`, "
+        "`truncated`, `too_many_bytes`, `decompression_bomb`, `bad_aspect_ratio` ...",
+        examples=["not_an_image"],
+    )
+    message: str
+
+
+class UploadAccepted(BaseModel):
+    """Each image answered on its own: the queued ones and the refused ones, in request order."""
+
+    events: list[AcceptedUpload] = Field(description="The images queued, with their event ids.")
+    rejected: list[RejectedUpload] = Field(
+        default_factory=list, description="The images refused, with their reasons."
+    )
 
 
 class EventAccepted(BaseModel):

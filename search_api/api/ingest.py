@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from flask import Blueprint
 
 from ingest.errors import InvalidImage
 from ingest.images.decode import decode_image, sha256_hex
+from ingest.store.current import enabled_model_ids
 from schemas.api.ingest import (
     AcceptedUpload,
     EventAccepted,
@@ -15,6 +19,7 @@ from schemas.api.ingest import (
     ItemView,
     ModelsQuery,
     PayloadUpdate,
+    RejectedUpload,
     UploadAccepted,
     UploadForm,
 )
@@ -23,7 +28,7 @@ from schemas.points import MatchCondition, PayloadFilter
 from schemas.settings import ApiRole
 from search_api.api.common import model_for, read_upload
 from search_api.api.openapi import API_PREFIX, endpoint
-from search_api.web.errors import ApiError, image_error, invalid_field
+from search_api.web.errors import ApiError, image_error, invalid_field, unknown_model
 from search_api.web.services import current_services
 
 bp = Blueprint("ingest", __name__, url_prefix=API_PREFIX)
@@ -62,17 +67,95 @@ def _check_counts(form: UploadForm) -> None:
             )
 
 
+def _check_models(requested: Sequence[str] | None) -> None:
+    """Refuse models that are not enabled now (422 listing the enabled ones), rather than
+    queue events that a worker can only fail as ``model_unavailable``."""
+    if not requested:
+        return
+    services = current_services()
+    enabled = enabled_model_ids(services.settings, services.store)
+    refused = [model_id for model_id in dict.fromkeys(requested) if model_id not in enabled]
+    if not refused:
+        return
+    named = ", ".join(
+        f"{model_id!r}" + (" (no such model)" if unknown_model(model_id) is not None else "")
+        for model_id in refused
+    )
+    raise ApiError(
+        422,
+        "model_not_enabled",
+        f"model {named} {'is' if len(refused) == 1 else 'are'} not enabled; enabled: "
+        f"{', '.join(enabled)} (LOOKALIKE_ENABLED_MODELS, else the current model)",
+        {"field": "models", "models": refused, "enabled": enabled},
+    )
+
+
+def _refusal(file: Any, index: int, item_id: str) -> bytes | RejectedUpload:
+    """The image's bytes, or why it is refused (an empty file or not a sane image)."""
+    try:
+        data = read_upload(file, f"images.{index}")
+        _check_image(data, index, item_id)
+    except ApiError as error:
+        if error.code != "invalid_image":
+            raise  # the request itself is malformed, not this image
+        return RejectedUpload(
+            index=index,
+            item_id=item_id,
+            field=f"images.{index}",
+            code=error.code,
+            reason=str(error.details.get("reason", "")),
+            message=error.message,
+        )
+    return data
+
+
+def _nothing_accepted(rejected: Sequence[RejectedUpload]) -> ApiError:
+    """Every image refused: the first refusal's error (as for one image), listing them all."""
+    first = rejected[0]
+    # 413 only when every image is over the size limit, as a single such image always was.
+    status = 413 if all(r.reason == "too_many_bytes" for r in rejected) else 422
+    message = first.message
+    if len(rejected) > 1:
+        message = f"none of the {len(rejected)} images was queued: {message} (and others)"
+    return ApiError(
+        status,
+        first.code,
+        message,
+        {
+            "reason": first.reason,
+            "field": first.field,
+            "item_id": first.item_id,
+            "rejected": [r.model_dump() for r in rejected],
+        },
+    )
+
+
 @bp.post("/uploads")
 @endpoint(ApiRole.INGEST, UploadAccepted, status=202, errors=(413, 415), tags=TAGS)
 def upload(form: UploadForm) -> tuple[UploadAccepted, int]:
-    """Queue images for embedding: repeat `images`, `item_id` and `metadata` (JSON) in order."""
+    """Queue images for embedding: repeat `images`, `item_id` and `metadata` (JSON) in order.
+
+    Each image is answered on its own: the good ones are queued (`events`), the bad ones
+    refused with their reason (`rejected`). 202 if any was queued; if none, the error of the
+    first with every refusal in `details.rejected`.
+    """
     services = current_services()
     _check_counts(form)
+    _check_models(form.models)
     metadata = form.metadata or [{} for _ in form.images]
-    images = [read_upload(file, f"images.{i}") for i, file in enumerate(form.images)]
-    for index, (data, item_id) in enumerate(zip(images, form.item_id, strict=True)):
-        _check_image(data, index, item_id)
-    # All checked before anything is stored or queued: a request is accepted whole or not at all.
+    good: list[tuple[int, str, dict[str, Any], bytes]] = []
+    rejected: list[RejectedUpload] = []
+    for index, (file, item_id, payload) in enumerate(
+        zip(form.images, form.item_id, metadata, strict=True)
+    ):
+        checked = _refusal(file, index, item_id)
+        if isinstance(checked, RejectedUpload):
+            rejected.append(checked)
+        else:
+            good.append((index, item_id, payload, checked))
+    if not good:
+        raise _nothing_accepted(rejected)
+    # Only checked images reach the blob store and the queue: a refused one leaves no trace.
     events = [
         UploadEvent(
             item_id=item_id,
@@ -80,19 +163,20 @@ def upload(form: UploadForm) -> tuple[UploadAccepted, int]:
             metadata=payload,
             models=form.models,
         )
-        for data, item_id, payload in zip(images, form.item_id, metadata, strict=True)
+        for _, item_id, payload, data in good
     ]
     services.publisher.publish(events)
     accepted = [
         AcceptedUpload(
+            index=index,
             event_id=event.event_id,
             item_id=event.item_id,
             image_uri=event.image_uri,
             image_sha256=sha256_hex(data),
         )
-        for event, data in zip(events, images, strict=True)
+        for event, (index, _, _, data) in zip(events, good, strict=True)
     ]
-    return UploadAccepted(events=accepted), 202
+    return UploadAccepted(events=accepted, rejected=rejected), 202
 
 
 @bp.get("/events/<event_id>")

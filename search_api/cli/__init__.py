@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import click
 
-from schemas.settings import Settings
 from search_api.cli.api import api
 from search_api.cli.blobs import blobs
+from search_api.cli.common import environment_settings
 from search_api.cli.evaluate import evaluate
 from search_api.cli.ingestion import ingest, sample_catalog
 from search_api.cli.models import models
@@ -28,7 +28,7 @@ def cli(ctx: click.Context) -> None:
 
     Settings come from LOOKALIKE_* environment variables (see the README).
     """
-    ctx.obj = Settings()
+    ctx.obj = environment_settings()
 
 
 # In the order `lookalike --help` used to list them (click sorts them by name anyway).

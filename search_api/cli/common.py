@@ -12,6 +12,7 @@ import click
 from ingest.errors import LookalikeError
 from schemas.models import ModelManifest
 from schemas.settings import Settings
+from schemas.settings_errors import BAD_SETTINGS_STATUS, InvalidSettings, read_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -27,6 +28,16 @@ def friendly_errors(command: F) -> F:
             raise click.ClickException(str(error)) from error
 
     return wrapper  # type: ignore[return-value]
+
+
+def environment_settings() -> Settings:
+    """The settings of LOOKALIKE_* variables; bad ones print one line each and exit with 2."""
+    try:
+        return read_settings()
+    except InvalidSettings as error:
+        for line in error.lines:
+            click.echo(line, err=True)
+        raise click.exceptions.Exit(BAD_SETTINGS_STATUS) from None
 
 
 def settings_of(ctx: click.Context) -> Settings:

@@ -10,7 +10,13 @@ import click
 
 from ingest.images.blobs import BlobStore
 from ingest.images.thumbnails import ThumbnailStore
-from ingest.ingestion.bulk import BulkIngestor, catalog_sources, folder_sources, upload_events
+from ingest.ingestion.bulk import (
+    BulkIngestor,
+    SourceImage,
+    catalog_sources,
+    folder_sources,
+    upload_events,
+)
 from ingest.ingestion.samples import build_sample_catalog
 from ingest.models.runtime import load_runtime
 from ingest.store.current import enabled_model_ids, open_store
@@ -63,6 +69,7 @@ def ingest(
     else:
         assert folder is not None  # noqa: S101 (checked above)
         sources = folder_sources(folder)
+    _print_notes(sources[:limit])
     if use_queue:
         _ingest_through_queue(settings, sources[:limit], list(model_ids) or None, progress, wait)
         return
@@ -94,6 +101,18 @@ def ingest(
             f"  failed {failure.item_id or '-'} [{failure.reason}] {failure.source}: "
             f"{failure.message}"
         )
+
+
+# A folder exported as both .jpg and .png has a note per file: the first ones say what happens.
+MAX_NOTES = 50
+
+
+def _print_notes(sources: Sequence[SourceImage]) -> None:
+    notes = [source.note for source in sources if source.note is not None]
+    for note in notes[:MAX_NOTES]:
+        click.echo(f"  note: {note}")
+    if len(notes) > MAX_NOTES:
+        click.echo(f"  note: ... and {len(notes) - MAX_NOTES} more files keep their suffix")
 
 
 def _ingest_through_queue(

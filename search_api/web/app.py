@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import sys
 import weakref
 from typing import Any
 
@@ -11,6 +13,7 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
 from schemas.settings import Settings
+from schemas.settings_errors import BAD_SETTINGS_STATUS, InvalidSettings, read_settings
 from search_api.admin import register_admin
 from search_api.api import register_api
 from search_api.web.errors import MODELS_DIR_CONFIG, register_error_handlers
@@ -18,6 +21,10 @@ from search_api.web.metrics import ApiMetrics
 from search_api.web.services import EXTENSION, Services
 
 log = logging.getLogger(__name__)
+
+# Gunicorn restarts a worker that exits with any other status, forever; 3 ("worker failed to
+# boot") stops its master instead.
+GUNICORN_BOOT_ERROR = 3
 
 
 def _finite(text: str) -> float:
@@ -45,11 +52,25 @@ class StrictJSONProvider(DefaultJSONProvider):
             raise ValueError("JSON nested too deeply") from error
 
 
+def settings_from_environment() -> Settings:
+    """The settings of LOOKALIKE_* variables for an app a server builds itself (gunicorn's
+    ``create_app()``); bad ones print one line each and end the process."""
+    try:
+        return read_settings()
+    except InvalidSettings as error:
+        for line in error.lines:
+            print(line, file=sys.stderr, flush=True)
+        # The arbiter sets SERVER_SOFTWARE before it loads the app, in its workers or (with
+        # --preload) in itself.
+        under_gunicorn = os.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn/")
+        raise SystemExit(GUNICORN_BOOT_ERROR if under_gunicorn else BAD_SETTINGS_STATUS) from None
+
+
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> Flask:
     """A ready app; the store and Redis are opened on first use, closed with the app."""
     owned = services is None
     if services is None:
-        services = Services(settings or Settings())
+        services = Services(settings or settings_from_environment())
     elif settings is not None and settings is not services.settings:
         raise ValueError("pass settings or services (which carry their settings), not both")
     settings = services.settings

@@ -7,6 +7,7 @@ The table, most specific class first (also in the README's API section):
 - not an image -> 422 ``invalid_image`` with the decoder's ``details.reason``
   (an image over ``LOOKALIKE_IMAGES__MAX_BYTES`` -> 413, reason ``too_many_bytes``)
 - bad cursor, too many points to cluster, wrong vector size -> 422
+- upload to a model that is not enabled -> 422 ``model_not_enabled`` (listing the enabled ones)
 - unknown item, model, collection, event, dead letter, job, route -> 404
 - re-index to the model that is already the current one -> 409 ``same_model``
 - body over the size limit, too many images -> 413

@@ -122,6 +122,47 @@ def test_folder_inside_a_hidden_directory_is_still_ingested(tmp_path: Path) -> N
     assert [s.job.item_id for s in folder_sources(root) if s.job is not None] == ["a"]
 
 
+def test_files_that_would_share_an_item_id_keep_their_suffix_and_say_so(
+    ingestor: BulkIngestor, store: QdrantStore, tmp_path: Path
+) -> None:
+    shots = tmp_path / "shots"
+    write_picture(shots / "photo.jpg", 0)
+    write_picture(shots / "photo.png", 1)
+    write_picture(shots / "other.jpg", 2)
+    write_picture(shots / "sub" / "photo.jpg", 3)  # another folder: item sub/photo, no clash
+
+    sources = folder_sources(shots)
+
+    by_file = {s.path.relative_to(shots).as_posix(): s for s in sources if s.path is not None}
+    assert {name: s.job.item_id for name, s in by_file.items() if s.job is not None} == {
+        "photo.jpg": "photo.jpg",
+        "photo.png": "photo.png",
+        "other.jpg": "other",
+        "sub/photo.jpg": "sub/photo",
+    }
+    assert (by_file["other.jpg"].note, by_file["sub/photo.jpg"].note) == (None, None)
+    for mine, theirs in (("photo.jpg", "photo.png"), ("photo.png", "photo.jpg")):
+        note = by_file[mine].note
+        assert note is not None
+        assert note.startswith(f"{mine} is item {mine!r}")
+        assert theirs in note
+        assert "'photo'" in note
+    summary = run(ingestor, sources)
+    assert (summary.ingested, summary.failed) == (4, 0)
+    items = sorted(p.item_id for p in all_points(store))
+    assert items == ["other", "photo.jpg", "photo.png", "sub/photo"]
+
+
+def test_a_kept_suffix_that_meets_another_files_name_keeps_that_ones_too(tmp_path: Path) -> None:
+    # photo.jpg keeps its suffix for photo.png; photo.jpg.png would then be item photo.jpg.
+    for index, name in enumerate(("photo.jpg", "photo.png", "photo.jpg.png")):
+        write_picture(tmp_path / name, index)
+
+    ids = sorted(s.job.item_id for s in folder_sources(tmp_path) if s.job is not None)
+
+    assert ids == ["photo.jpg", "photo.jpg.png", "photo.png"]
+
+
 def test_folder_ingestion_stores_good_images_and_reports_bad_ones(
     ingestor: BulkIngestor, store: QdrantStore, photo_folder: Path
 ) -> None:

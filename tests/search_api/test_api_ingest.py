@@ -5,17 +5,45 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
 
-from ingest.images.blobs import BlobStore
 from ingest.models.registry import ModelRegistry
+from ingest.store.qdrant import QdrantStore
+from schemas.settings import Settings
 from search_api.web.services import Services
-from tests.search_api.conftest import Catalog, InProcessWorker, jpeg
+from tests.search_api.conftest import (
+    Catalog,
+    InProcessWorker,
+    admin_client,
+    closing_app,
+    error_of,
+    jpeg,
+)
 from tests.support import TEST_MODEL_ID
 
 SECOND_MODEL = "second-model"
+
+
+@dataclass(frozen=True)
+class TwoModels:
+    """An app whose uploads go to two enabled models, the second not installed yet."""
+
+    client: FlaskClient
+    worker: InProcessWorker
+
+
+@pytest.fixture
+def two_models(api_settings: Settings, store: QdrantStore, catalog: Catalog) -> Iterator[TwoModels]:
+    """Uploads may name SECOND_MODEL: enabled, but its file is missing until a test adds it."""
+    settings = api_settings.model_copy(update={"enabled_models": [TEST_MODEL_ID, SECOND_MODEL]})
+    services = Services(settings, store=store)
+    with closing_app(services) as app:
+        yield TwoModels(admin_client(app), InProcessWorker(services))
 
 
 def upload(client: FlaskClient, images: list[bytes], item_ids: list[str], **fields: Any) -> Any:
@@ -83,12 +111,11 @@ def test_several_images_in_one_request_keep_their_order(
 
 
 def test_failed_event_has_its_reason_and_a_dead_letter_to_retry(
-    client: FlaskClient,
-    catalog: Catalog,
-    worker: InProcessWorker,
-    registry: ModelRegistry,
+    two_models: TwoModels, registry: ModelRegistry
 ) -> None:
+    client, worker = two_models.client, two_models.worker
     response = upload(client, [jpeg(44)], ["later"], models=SECOND_MODEL)
+    assert response.status_code == 202, response.get_json()
     event_id = response.get_json()["events"][0]["event_id"]
     worker.run()
 
@@ -116,9 +143,8 @@ def test_failed_event_has_its_reason_and_a_dead_letter_to_retry(
     assert {p["model_id"] for p in item.get_json()["points"]} == {SECOND_MODEL}
 
 
-def test_retry_all_dead_letters(
-    client: FlaskClient, catalog: Catalog, worker: InProcessWorker
-) -> None:
+def test_retry_all_dead_letters(two_models: TwoModels) -> None:
+    client, worker = two_models.client, two_models.worker
     ids = [
         upload(client, [jpeg(45 + i)], [f"dl-{i}"], models=SECOND_MODEL).get_json()["events"][0][
             "event_id"
@@ -133,6 +159,45 @@ def test_retry_all_dead_letters(
     assert sorted(response.get_json()["retried"]) == sorted(ids)
     assert client.get("/api/v1/deadletters").get_json()["count"] == 0
     assert [status_of(client, i)["status"] for i in ids] == ["queued", "queued"]
+
+
+def test_upload_to_a_model_that_does_not_exist_is_refused_with_the_enabled_ones(
+    client: FlaskClient, catalog: Catalog, services: Services, worker: InProcessWorker
+) -> None:
+    image = jpeg(51)
+    response = upload(client, [image], ["nowhere"], models="no-such-model")
+
+    error = error_of(response, 422, "model_not_enabled")
+    assert "'no-such-model'" in error["message"]
+    assert "no such model" in error["message"]
+    assert f"enabled: {TEST_MODEL_ID}" in error["message"]
+    assert "LOOKALIKE_ENABLED_MODELS" in error["message"]
+    assert error["details"]["field"] == "models"
+    assert error["details"]["models"] == ["no-such-model"]
+    assert error["details"]["enabled"] == [TEST_MODEL_ID]
+    blob = f"blob://{hashlib.sha256(image).hexdigest()}"
+    assert not services.blobs.path_for(blob).exists()
+    assert worker.run() == []
+
+
+def test_upload_to_an_installed_model_that_is_not_enabled_is_refused(
+    client: FlaskClient, catalog: Catalog, registry: ModelRegistry, worker: InProcessWorker
+) -> None:
+    registry.register(registry.model_path(TEST_MODEL_ID), SECOND_MODEL)
+
+    response = upload(client, [jpeg(52)], ["elsewhere"], models=[TEST_MODEL_ID, SECOND_MODEL])
+
+    error = error_of(response, 422, "model_not_enabled")
+    assert f"{SECOND_MODEL!r} is not enabled" in error["message"]
+    assert f"enabled: {TEST_MODEL_ID}" in error["message"]
+    assert error["details"]["models"] == [SECOND_MODEL]
+    assert worker.run() == []
+
+
+def test_upload_to_enabled_models_is_accepted(two_models: TwoModels) -> None:
+    response = upload(two_models.client, [jpeg(53)], ["both"], models=[TEST_MODEL_ID, SECOND_MODEL])
+
+    assert response.status_code == 202, response.get_json()
 
 
 def test_unknown_event_and_dead_letter_are_404(client: FlaskClient, catalog: Catalog) -> None:
@@ -206,21 +271,52 @@ def test_update_payload_through_the_queue(
     assert payload["brand"] == "acme"
 
 
-def test_rejected_upload_stores_and_queues_nothing(
+def test_bad_files_are_refused_one_by_one_and_the_good_ones_queued(
     client: FlaskClient, catalog: Catalog, services: Services, worker: InProcessWorker
 ) -> None:
-    good = jpeg(48)
-    response = upload(client, [good, b"not an image at all"], ["ok", "bad"])
+    good, other = jpeg(48), jpeg(54)
+    response = upload(
+        client, [good, b"not an image at all", other, b""], ["ok", "bad", "ok-2", "empty"]
+    )
 
-    assert response.status_code == 422
-    error = response.get_json()["error"]
-    assert error["code"] == "invalid_image"
-    assert error["details"]["reason"] == "not_an_image"
-    assert error["details"]["field"] == "images.1"
-    assert error["details"]["item_id"] == "bad"
-    blob = f"blob://{hashlib.sha256(good).hexdigest()}"
-    assert not BlobStore(services.settings.resolved_blob_dir()).path_for(blob).exists()
+    assert response.status_code == 202, response.get_json()
+    body = response.get_json()
+    assert [(e["index"], e["item_id"]) for e in body["events"]] == [(0, "ok"), (2, "ok-2")]
+    rejected = body["rejected"]
+    assert [(r["index"], r["item_id"], r["field"]) for r in rejected] == [
+        (1, "bad", "images.1"),
+        (3, "empty", "images.3"),
+    ]
+    assert [(r["code"], r["reason"]) for r in rejected] == [
+        ("invalid_image", "not_an_image"),
+        ("invalid_image", "empty"),
+    ]
+    assert all(r["message"] for r in rejected)
+    assert services.blobs.path_for(body["events"][0]["image_uri"]).read_bytes() == good
+    assert [r.outcome.value for r in worker.run()] == ["done", "done"]
+    assert status_of(client, body["events"][1]["event_id"])["status"] == "done"
+
+
+def test_upload_of_only_bad_files_is_a_422_naming_each_and_queues_nothing(
+    client: FlaskClient, catalog: Catalog, worker: InProcessWorker
+) -> None:
+    response = upload(client, [b"not an image", b"nor this"], ["bad-1", "bad-2"])
+
+    error = error_of(response, 422, "invalid_image")
+    # The first refusal at the top, as for a single image; every one under `rejected`.
+    assert (error["details"]["field"], error["details"]["reason"]) == ("images.0", "not_an_image")
+    assert error["details"]["item_id"] == "bad-1"
+    assert [r["item_id"] for r in error["details"]["rejected"]] == ["bad-1", "bad-2"]
     assert worker.run() == []
+
+
+def test_single_bad_image_keeps_its_error(client: FlaskClient, catalog: Catalog) -> None:
+    response = upload(client, [b"not an image at all"], ["bad"])
+
+    error = error_of(response, 422, "invalid_image")
+    assert error["details"]["reason"] == "not_an_image"
+    assert error["details"]["field"] == "images.0"
+    assert error["details"]["item_id"] == "bad"
 
 
 def test_metadata_count_must_match_the_images(client: FlaskClient, catalog: Catalog) -> None:

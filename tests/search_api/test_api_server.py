@@ -133,3 +133,64 @@ def test_server_answers_with_auth_and_readiness(run_server: Any, mode: list[str]
         f"{base}/api/v1/collections", {"Authorization": f"Bearer {KEYS[ApiRole.SEARCH]}"}
     )
     assert (status, body["collections"]) == (200, [])
+
+
+# --- bad settings: one line per variable, no traceback --------------------------------------
+
+
+BAD_SETTINGS = {"LOOKALIKE_QUEUE__BATCH_SIZE": "abc", "LOOKALIKE_TTA_FLIP": "maybe"}
+
+
+def _bad_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("LOOKALIKE_")}
+    env.update(LOOKALIKE_DATA_DIR=str(tmp_path / "data"), **BAD_SETTINGS)
+    return env
+
+
+def _assert_one_line_per_variable(stderr: str) -> None:
+    assert "Traceback" not in stderr
+    named = [line for line in stderr.splitlines() if line.startswith("LOOKALIKE_")]
+    assert sorted(line.split("=")[0] for line in named) == sorted(BAD_SETTINGS)
+    assert any("expected true or false" in line for line in named)
+
+
+@pytest.mark.parametrize("preload", [False, True], ids=["workers-load", "preload"])
+def test_gunicorn_on_the_app_factory_stops_on_bad_settings(tmp_path: Path, preload: bool) -> None:
+    # Status 3 is gunicorn's "worker failed to boot": the only one that stops its master
+    # instead of restarting the worker forever.
+    completed = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "--bind",
+            f"127.0.0.1:{free_port()}",
+            "--control-socket",
+            str(tmp_path / "gunicorn.ctl"),
+            *(["--preload"] if preload else []),
+            "search_api.web.app:create_app()",
+        ],
+        cwd=REPO,
+        env=_bad_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_SECONDS,
+        check=False,
+    )
+
+    assert completed.returncode == 3, completed.stderr
+    _assert_one_line_per_variable(completed.stderr)
+
+
+def test_the_app_factory_outside_gunicorn_exits_2_on_bad_settings(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-c", "from search_api.web.app import create_app; create_app()"],
+        cwd=REPO,
+        env=_bad_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_SECONDS,
+        check=False,
+    )
+
+    assert completed.returncode == 2, completed.stderr
+    _assert_one_line_per_variable(completed.stderr)
+    assert len(completed.stderr.strip().splitlines()) == len(BAD_SETTINGS)

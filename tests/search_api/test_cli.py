@@ -260,6 +260,25 @@ def test_ingest_folder_stores_good_images_and_reports_bad_ones(
     assert point_count(settings) == len(GOOD_FOLDER_ITEMS)
 
 
+def test_ingest_folder_reports_files_that_would_share_an_item_id(
+    env: Env, settings: Settings, tmp_path: Path
+) -> None:
+    write_picture(tmp_path / "shots" / "photo.jpg", 0)
+    write_picture(tmp_path / "shots" / "photo.png", 1)
+
+    result = invoke(env, "ingest", tmp_path / "shots", "--no-progress")
+
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stdout.splitlines() if line.startswith("  note: ")]
+    assert len(notes) == 2, result.stdout
+    pairs = (("photo.jpg", "photo.png"), ("photo.png", "photo.jpg"))
+    for note, (mine, theirs) in zip(notes, pairs, strict=True):
+        assert note.startswith(f"  note: {mine} is item {mine!r}")
+        assert theirs in note
+    assert "ingested 2, skipped 0 (already stored), failed 0 " in result.stdout
+    assert point_count(settings) == 2
+
+
 def test_ingest_twice_skips_what_is_stored(env: Env, settings: Settings, tmp_path: Path) -> None:
     folder = write_photo_folder(tmp_path / "photos")
     invoke(env, "ingest", folder, "--no-progress")
