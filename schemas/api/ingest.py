@@ -139,3 +139,17 @@ class RetriedEvents(BaseModel):
     """Dead letters put back on the queue."""
 
     retried: list[str]
+
+
+class BlobForm(FormBody):
+    """One image file to keep in the blob store."""
+
+    file: UploadedFile = Field(description="The image file.")
+
+
+class StoredBlob(BaseModel):
+    """Where an image now lives: the URI an upload event names it by."""
+
+    uri: str = Field(description="blob://<sha256>, for an event's image_uri.")
+    sha256: str
+    bytes: int

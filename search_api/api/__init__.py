@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from flask import Flask
 
-from search_api.api import admin, duplicates, health, ingest, reindex, search, thumbnails
+from search_api.api import (
+    admin,
+    blobs,
+    duplicates,
+    health,
+    ingest,
+    reindex,
+    search,
+    thumbnails,
+)
 from search_api.api.openapi import spec
 
 
@@ -16,6 +25,7 @@ def register_api(app: Flask) -> None:
         thumbnails.bp,
         duplicates.bp,
         ingest.bp,
+        blobs.bp,
         admin.bp,
         reindex.bp,
     ):

@@ -39,14 +39,12 @@ CHECK_DRAFT_SIZE = 224
 MAX_ITEM_POINTS = 256
 
 
-def _check_image(data: bytes, index: int, item_id: str) -> None:
+def check_image(data: bytes, *, field: str, context: str = "", **details: str) -> None:
     """Refuse a bad image now (422 with the decoder's reason) rather than as a dead letter."""
     try:
         decode_image(data, current_services().settings.images, draft_size=CHECK_DRAFT_SIZE)
     except InvalidImage as error:
-        raise image_error(
-            error, f"images[{index}] ({item_id})", field=f"images.{index}", item_id=item_id
-        ) from error
+        raise image_error(error, context or field, field=field, **details) from error
 
 
 def _check_counts(form: UploadForm) -> None:
@@ -94,7 +92,9 @@ def _refusal(file: Any, index: int, item_id: str) -> bytes | RejectedUpload:
     """The image's bytes, or why it is refused (an empty file or not a sane image)."""
     try:
         data = read_upload(file, f"images.{index}")
-        _check_image(data, index, item_id)
+        check_image(
+            data, field=f"images.{index}", context=f"images[{index}] ({item_id})", item_id=item_id
+        )
     except ApiError as error:
         if error.code != "invalid_image":
             raise  # the request itself is malformed, not this image

@@ -33,6 +33,7 @@ ENDPOINTS: list[tuple[str, str, Any, ApiRole]] = [
     ("GET", "/api/v1/collections", dict, SEARCH),
     ("GET", "/api/v1/models", dict, SEARCH),
     ("POST", "/api/v1/uploads", _upload, INGEST),
+    ("POST", "/api/v1/blobs", lambda: {"data": {"file": (io.BytesIO(jpeg(8)), "b.jpg")}}, INGEST),
     ("DELETE", "/api/v1/items/sku-09", dict, INGEST),
     ("PATCH", "/api/v1/items/sku-09", lambda: {"json": {"metadata": {"a": 1}}}, INGEST),
     ("GET", "/api/v1/deadletters", dict, ADMIN),
