@@ -63,7 +63,7 @@ def test_prepare_image_keeps_the_bytes_identity_and_makes_model_input(
 def test_prepare_image_can_decode_large_jpegs_at_full_size(
     runtime: ModelRuntime, settings: Settings
 ) -> None:
-    data = encode(textured_photo(), "JPEG", quality=92)
+    data = encode(textured_photo(3200, 2400), "JPEG", quality=92)  # large enough to draft
     drafted = prepare_image(job("a"), data, runtime.preprocessing, settings.images)
     full = prepare_image(job("a"), data, runtime.preprocessing, settings.images, jpeg_draft=False)
     # Both are the same picture; drafting (DCT scaling) only changes the resampling path.
