@@ -29,8 +29,8 @@ $(BIN)/python:
 install: $(BIN)/python ## Install Lookalike and the dev tools into .venv
 	$(PIP) -e ".[dev]"
 
-install-all: $(BIN)/python ## Install with every extra: dev, export (PyTorch), demo, eval, bench
-	$(PIP) -e ".[dev,export,demo,eval,bench]"
+install-all: $(BIN)/python ## Install with every extra: dev, export (PyTorch), demo, eval, bench, parquet
+	$(PIP) -e ".[dev,export,demo,eval,bench,parquet]"
 
 demo: $(BIN)/python ## The main job: the whole stack with a sample catalog on http://127.0.0.1:8000 (Ctrl-C stops)
 	$(PIP) -e ".[demo,eval]"
@@ -62,11 +62,12 @@ format: install ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install-all ## Quality (copy detection) of DINOv2 vs perceptual hashes; throughput and latency: ingest vs one image at a time, queue vs in-process, API p50/p99 (bench/results/)
+bench: install-all ## Quality (copy detection) of DINOv2 vs perceptual hashes; throughput and latency: ingest vs one image at a time, queue vs in-process, embedded store (qdrant-edge vs local mode, HNSW recall), API p50/p99 (bench/results/)
 	$(BIN)/python -m bench.quality_bench
 	$(BIN)/python -m bench.decode_bench
 	$(BIN)/python -m bench.ingest_bench
 	$(BIN)/python -m bench.queue_bench
+	$(BIN)/python -m bench.store_bench
 	$(BIN)/python -m bench.api_bench
 	$(BIN)/python -m bench.reindex_bench
 

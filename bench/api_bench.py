@@ -2,10 +2,10 @@
 
 A collection of 10,000 and one of 100,000 points (synthetic unit vectors of ViT-S/14's 384
 dimensions; the query image is embedded by the random-weight full-size model) is served by
-`lookalike api` (gunicorn, the embedded local-mode store) and queried with 1 and 8
-concurrent clients. The baseline, measured in the same run, is the same store query made
-through the same query service in-process, so the ratios show what HTTP and the server
-cost. With the embedded store, queries are serialised by its one-process lock, so 8 clients
+`lookalike api` (gunicorn, the embedded store: Qdrant's engine, HNSW-indexed) and queried
+with 1 and 8 concurrent clients. The baseline, measured in the same run, is the same store
+query made through the same query service in-process, so the ratios show what HTTP and the
+server cost. With the embedded store, queries are serialised by its one-process lock, so 8 clients
 mostly wait in line; a Qdrant server (LOOKALIKE_QDRANT_URL) serves them in parallel.
 """
 
@@ -31,7 +31,8 @@ from PIL import Image
 
 from bench.ingest_bench import MODEL_ID, ensure_model
 from ingest.models.registry import ModelRegistry
-from ingest.store.qdrant import QdrantStore
+from ingest.store.current import open_store
+from ingest.store.edge import EdgeStore
 from schemas.points import NewPoint
 from schemas.queries import GroupQuery, SimilarityQuery
 from schemas.settings import Settings
@@ -43,10 +44,10 @@ BUDGET_SECONDS = 12.0  # per measurement: enough requests for a p99 without taki
 
 
 def build_collection(data_dir: Path, models_dir: Path, size: int) -> None:
-    """Synthetic points in an on-disk local-mode store, built once and reused."""
+    """Synthetic points in the embedded store, built (and indexed) once and reused."""
     settings = Settings(data_dir=data_dir, models_dir=models_dir, default_model=MODEL_ID)
     manifest = ModelRegistry(models_dir).manifest(MODEL_ID)
-    store = QdrantStore.from_settings(settings)
+    store = EdgeStore(settings.resolved_store_path(), prefix=settings.collection_prefix)
     try:
         store.ensure_collection(manifest)
         if store.count(MODEL_ID) == size:
@@ -72,6 +73,10 @@ def build_collection(data_dir: Path, models_dir: Path, size: int) -> None:
                     for i, vector in enumerate(vectors)
                 ],
             )
+        # What the server's background indexer would do once the load pauses, done here so
+        # that the measurements below are of the indexed collection.
+        print(f"indexing {size} points ...", flush=True)
+        store.build_index(MODEL_ID)
     finally:
         store.close()
 
@@ -143,7 +148,7 @@ def percentile(values: list[float], q: float) -> float:
 def in_process_baseline(data_dir: Path, models_dir: Path, runs: int = 10) -> dict[str, float]:
     """p50 (ms) of the same queries through the same query service, in-process (no HTTP)."""
     settings = Settings(data_dir=data_dir, models_dir=models_dir, default_model=MODEL_ID)
-    store = QdrantStore.from_settings(settings)
+    store = open_store(settings)
     try:
         similar = SimilarityQuery(model_id=MODEL_ID, item_id="item-0", limit=10)
         grouped = GroupQuery(model_id=MODEL_ID, item_id="item-0", group_by="product_id", limit=10)
@@ -187,7 +192,7 @@ def main() -> None:
     }
     report: dict[str, object] = {"model": MODEL_ID, "sizes": {}}
     for size in args.sizes:
-        data_dir = (args.work_dir / f"api-{size}").resolve()
+        data_dir = (args.work_dir / f"api-edge-{size}").resolve()
         build_collection(data_dir, models_dir, size)
         baseline = in_process_baseline(data_dir, models_dir)
         port = free_port()

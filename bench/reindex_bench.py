@@ -38,7 +38,9 @@ from ingest.models.registry import KNOWN_MODELS, ModelRegistry
 from ingest.models.runtime import ModelRuntime, load_runtime
 from ingest.reindex.reindexer import Reindexer, Step
 from ingest.state.reindex_jobs import PAGE_SIZE, ReindexJobs
-from ingest.store.qdrant import QdrantStore
+from ingest.store.base import VectorStore
+from ingest.store.current import open_store
+from ingest.store.edge import EdgeStore
 from schemas.events import UploadEvent
 from schemas.reindex import ReindexJob, ReindexState
 from schemas.settings import Settings, SourceSettings
@@ -65,8 +67,8 @@ def ensure_target_model(registry: ModelRegistry) -> None:
     )
 
 
-class TimedStore(QdrantStore):
-    """The Qdrant store, timing the alias switch that ends a re-index."""
+class TimedStore(EdgeStore):
+    """The embedded store, timing the alias switch that ends a re-index."""
 
     switch_seconds: float | None = None
 
@@ -94,7 +96,7 @@ class InProcessRun:
         return self.job.done / (self.pages_seconds + self.finish_seconds)
 
 
-def timed_queries(store: QdrantStore, vectors: list[list[float]], count: int) -> list[float]:
+def timed_queries(store: VectorStore, vectors: list[list[float]], count: int) -> list[float]:
     """Seconds of ``count`` similar-by-vector queries on model A's (the old) collection."""
     seconds = []
     for index in range(count):
@@ -211,7 +213,7 @@ def reindex_queue(
             worker.terminate()
             worker.wait(timeout=60)
     # The warm-up items were already in B: skipped, not re-embedded.
-    store = QdrantStore.from_settings(settings)
+    store = open_store(settings)
     try:
         check_done(job, store.count(MODEL_ID) - len(warm_up))
         assert job.skipped == len(warm_up)

@@ -78,5 +78,14 @@ class ItemNotFound(StoreError):
     """No stored point for this item id."""
 
 
+class BackupError(StoreError):
+    """A backup or restore of the embedded store was refused: bad target, incomplete or
+    corrupt backup, a root that already holds collections."""
+
+
 class QueueUnavailable(LookalikeError):
     """The queue's Redis is not configured here, or cannot be reached."""
+
+
+class ExtraNotInstalled(LookalikeError):
+    """A feature needs an optional extra (``pip install 'lookalike[<extra>]'``) not installed."""

@@ -100,6 +100,10 @@ class FacetCount(BaseModel):
     count: int
 
 
+# How a collection is searched; see CollectionInfo.index.
+IndexMode = Literal["exact", "indexing", "indexed"]
+
+
 class CollectionInfo(BaseModel):
     """A model's collection: name, size and the model it was built with."""
 
@@ -112,3 +116,10 @@ class CollectionInfo(BaseModel):
         default=False,
         description="The collection searches use by default (the `<prefix>` alias points here).",
     )
+    index: IndexMode = Field(
+        default="exact",
+        description="How searches run: `exact` (every vector compared: small or not yet "
+        "indexed), `indexing` (an HNSW index is being built; searches stay exact meanwhile) or "
+        "`indexed` (through the HNSW index).",
+    )
+    indexed_vectors: int = Field(default=0, description="Vectors the HNSW index holds.")

@@ -181,20 +181,22 @@ class Settings(BaseSettings):
         "platform's user cache directory, ~/.cache/lookalike/models on Linux).",
     )
     qdrant_url: str | None = Field(
-        default=None, description="Qdrant server URL; unset means local mode on disk."
+        default=None,
+        description="Qdrant server URL; unset means the embedded store (Qdrant's engine) on disk.",
     )
     qdrant_api_key: str | None = Field(default=None, description="API key of the Qdrant server.")
     qdrant_shard_number: PositiveInt = Field(
         default=1,
-        description="Shards of each new collection on a Qdrant cluster (ignored in local mode).",
+        description="Shards of each new collection on a Qdrant cluster (not the embedded store).",
     )
     qdrant_replication_factor: PositiveInt = Field(
         default=1,
-        description="Copies of each shard on a Qdrant cluster (ignored in local mode).",
+        description="Copies of each shard on a Qdrant cluster (ignored by the embedded store).",
     )
-    qdrant_path: Path | None = Field(
+    store_path: Path | None = Field(
         default=None,
-        description="Local-mode store directory (default: <data_dir>/qdrant); ':memory:' for RAM.",
+        description="Directory of the embedded store, Qdrant's engine on local disk, used when "
+        "no qdrant_url is set (default: <data_dir>/edge).",
     )
     collection_prefix: str = Field(
         default="lookalike",
@@ -242,11 +244,9 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)
 
-    def resolved_qdrant_location(self) -> str:
-        """Local-mode location: an explicit path, ':memory:', or the data dir default."""
-        if self.qdrant_path is not None:
-            return str(self.qdrant_path)
-        return str(self.data_dir / "qdrant")
+    def resolved_store_path(self) -> Path:
+        """Directory of the embedded store."""
+        return self.store_path or self.data_dir / "edge"
 
     def resolved_blob_dir(self) -> Path:
         """Directory of the content-addressed blob store."""

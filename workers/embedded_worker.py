@@ -26,8 +26,8 @@ class EmbeddedWorker:
 
     It uses Celery's own ``WorkController`` (what ``celery worker`` runs, without the
     command-line layer that installs signal handlers, which only the main thread may do) with
-    the solo pool: tasks run in the consumer's thread, in this process, where the local-mode
-    store that the API also uses is open.
+    the solo pool: tasks run in the consumer's thread, in this process, which owns the embedded
+    store that the API also uses.
     """
 
     def __init__(self, celery: Celery, *, hostname: str = "lookalike-embedded@%h") -> None:

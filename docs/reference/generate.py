@@ -321,7 +321,7 @@ def render_configuration(settings_cls: type[BaseSettings] | None = None) -> str:
         f"`{sections[0].prefix}`; nested settings join their names with `__` (for example "
         f"{md_code(example)}). Lists and objects are written as JSON. Every setting has a "
         "working default: with none set, Lookalike runs the embedded stack (its own Redis, "
-        "Qdrant's local mode on disk). With Docker Compose, copy `deploy/.env.example` to "
+        "Qdrant's engine on disk). With Docker Compose, copy `deploy/.env.example` to "
         "`deploy/.env` and uncomment what you change.",
         "",
     ]
@@ -387,7 +387,7 @@ def openapi_document() -> dict[str, Any]:
         api = ApiSettings(
             keys=[ApiKey(name="reference", key=SecretStr("r" * 32), roles=[ApiRole.SEARCH])]
         )
-        settings = Settings(data_dir=Path(data_dir), qdrant_path=Path(":memory:"), api=api)
+        settings = Settings(data_dir=Path(data_dir), api=api)
         app = create_app(settings)
         response = app.test_client().get(OPENAPI_URL)
         if response.status_code != 200:

@@ -91,7 +91,7 @@ def _scan(
     hidden: AbstractSet[Pair],
     progress: ProgressCallback | None,
 ) -> _Graph:
-    """Ask the index for every point's neighbours above the threshold, one page at a time."""
+    """Ask the index for every point's neighbours above the threshold, one batch per page."""
     total = store.count(model_id)
     dismissed = partners_of(hidden)
     graph = _Graph()
@@ -99,19 +99,20 @@ def _scan(
     if progress is not None:
         progress(0, total)
     for page in scroll_pages(store, model_id, page_size=batch, with_vectors=True):
-        for point in page:
-            if point.vector is None:
-                continue  # scrolled with vectors, so never; but nothing to compare without one
+        scanned_points = [point for point in page if point.vector is not None]
+        # Querying by the vectors we already hold saves the store a lookup per point, and one
+        # batched request per page lets the engine plan the page's searches together; each
+        # point comes back as its own best hit, hence the extra place.
+        widest = max((len(dismissed.get(p.id, ())) for p in scanned_points), default=0)
+        answers = store.query_batch(
+            model_id,
+            [point.vector for point in scanned_points if point.vector is not None],
+            limit=max_neighbors + 1 + widest,
+            score_threshold=threshold,
+        )
+        for point, hits in zip(scanned_points, answers, strict=True):
             me = graph.node(point.id)
             partners = dismissed.get(point.id, set())
-            # Querying by the vector we already hold saves the store a lookup per point; the
-            # point itself comes back as its own best hit, hence the extra place.
-            hits = store.query(
-                model_id,
-                vector=point.vector,
-                limit=max_neighbors + 1 + len(partners),
-                score_threshold=threshold,
-            )
             kept = 0
             for hit in hits:
                 if hit.id == point.id or hit.id in partners:

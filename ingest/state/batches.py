@@ -21,11 +21,23 @@ class BatchEntry(BaseModel):
     image_uri: str
 
 
+class BatchRefusal(BaseModel):
+    """A file of the upload that was refused (nothing of it stored or queued), and why."""
+
+    filename: str
+    item_id: str
+    reason: str  # as in dead letters: not_an_image, empty, truncated ...
+    message: str
+
+
 class Batch(BaseModel):
-    """The events of one upload from the admin page."""
+    """The events of one upload from the admin page, its refused files and its notes."""
 
     batch_id: str
     entries: list[BatchEntry] = Field(default_factory=list)
+    # Defaults, so that batches saved before refusals were kept still read.
+    refused: list[BatchRefusal] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
 
 
 class Batches:
@@ -35,9 +47,16 @@ class Batches:
         self.client = client
         self.keys = Keys(prefix)
 
-    def save(self, entries: list[BatchEntry]) -> Batch:
+    def save(
+        self,
+        entries: list[BatchEntry],
+        refused: list[BatchRefusal] | None = None,
+        notes: list[str] | None = None,
+    ) -> Batch:
         """Keep a new batch; returns it with its id."""
-        batch = Batch(batch_id=uuid.uuid4().hex, entries=entries)
+        batch = Batch(
+            batch_id=uuid.uuid4().hex, entries=entries, refused=refused or [], notes=notes or []
+        )
         self.client.set(
             self.keys.admin_batch(batch.batch_id), batch.model_dump_json(), ex=STATUS_TTL
         )

@@ -18,7 +18,7 @@ key                                       holds
 ``<p>:reindex:<id>``                      a re-index job (JSON)
 ``<p>:reindex:<id>:failed``               set of its point ids that failed
 ``<p>:reindex:jobs``                      sorted set: re-index job ids by creation time
-``<p>:admin:batch:<id>``                  an admin upload's event ids (JSON, a week)
+``<p>:admin:batch:<id>``                  an admin upload's events and refusals (JSON, a week)
 ========================================  ====================================================
 
 Concurrent writes, one rule for every store: a record that more than one process may change

@@ -89,6 +89,17 @@ class VectorStore(Protocol):
         """Nearest points to a vector or to a stored point (which is itself excluded)."""
         ...
 
+    def query_batch(
+        self,
+        model_id: str,
+        vectors: Sequence[Sequence[float]],
+        *,
+        limit: int = 10,
+        score_threshold: float | None = None,
+    ) -> list[list[ScoredPoint]]:
+        """Nearest points to each vector, in one request (duplicate scans)."""
+        ...
+
     def query_groups(
         self,
         model_id: str,
@@ -154,7 +165,7 @@ class VectorStore(Protocol):
         ...
 
     def close(self) -> None:
-        """Release the store (local mode holds a file lock)."""
+        """Release the store (the embedded store gives up its root)."""
         ...
 
 

@@ -12,7 +12,8 @@ import qdrant_edge as edge
 from pydantic_core import to_jsonable_python
 
 from ingest.errors import StoreError, StoreUnavailable
-from ingest.store.qdrant_convert import point_struct
+from ingest.store.base import point_id
+from ingest.store.records import stored_payload
 from schemas.models import ModelManifest
 from schemas.points import (
     AnyOfCondition,
@@ -126,11 +127,11 @@ def to_edge_filter(
 
 def edge_point(model: ModelManifest, point: NewPoint, ingested_at: str) -> edge.Point:
     """A new point as the shard stores it: the same id and payload as the Qdrant backend's."""
-    struct = point_struct(model, point, ingested_at)
     # The bindings take JSON values only; qdrant-client would serialise dates and the like to
     # JSON on the way to a server, so do the same here.
-    payload: dict[str, Any] = to_jsonable_python(struct.payload)
-    return edge.Point(id=str(struct.id), vector=list(point.vector), payload=payload)
+    payload: dict[str, Any] = to_jsonable_python(stored_payload(model, point, ingested_at))
+    id_ = point_id(point.item_id, point.image_sha256)
+    return edge.Point(id=id_, vector=list(point.vector), payload=payload)
 
 
 def _vector(vector: object) -> list[float] | None:

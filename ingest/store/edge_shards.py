@@ -35,7 +35,7 @@ import qdrant_edge as edge
 
 from ingest.errors import CollectionMismatch, StoreUnavailable
 from ingest.store.edge_convert import is_backend_error
-from ingest.store.qdrant_collections import SCHEMA_VERSION, Recorded
+from ingest.store.records import SCHEMA_VERSION, Recorded
 
 RECORD_FILE = "collection.json"
 SHARD = "shard"

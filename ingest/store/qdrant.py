@@ -7,16 +7,17 @@ import functools
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from qdrant_client import QdrantClient, models
 
-from ingest.errors import ItemNotFound, StoreUnavailable
+from ingest.errors import ItemNotFound
 from ingest.store.base import SYSTEM_PAYLOAD_KEYS
-from ingest.store.qdrant_collections import SCHEMA_VERSION, Collections, check_vectors
+from ingest.store.qdrant_collections import Collections
 from ingest.store.qdrant_convert import point_struct, scored_point, stored_point, to_qdrant_filter
 from ingest.store.qdrant_errors import BACKEND_ERRORS, as_store_error
+from ingest.store.qdrant_local import MEMORY
+from ingest.store.records import SCHEMA_VERSION, check_vectors
 from schemas.models import ModelManifest
 from schemas.points import (
     CollectionInfo,
@@ -31,26 +32,6 @@ from schemas.queries import RecommendStrategy
 from schemas.settings import DEFAULT_PAYLOAD_INDEXES, Settings
 
 __all__ = ["MEMORY", "SCHEMA_VERSION", "QdrantStore"]
-
-MEMORY = ":memory:"
-
-
-def _local_client(location: str) -> QdrantClient:
-    """Open qdrant-client's local mode in RAM or in a directory (created if needed)."""
-    if location == MEMORY:
-        return QdrantClient(location=MEMORY)
-    Path(location).mkdir(parents=True, exist_ok=True)
-    try:
-        return QdrantClient(path=location)
-    except RuntimeError as exc:
-        # qdrant-client takes an exclusive file lock on the directory and raises a bare
-        # RuntimeError when someone else holds it.
-        raise StoreUnavailable(
-            f"the local vector store at {location} is already open in another process "
-            "(local mode allows one process per directory): stop that process, or run a "
-            "Qdrant server and set LOOKALIKE_QDRANT_URL"
-        ) from exc
-
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -113,13 +94,11 @@ class QdrantStore:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> QdrantStore:
-        """A server store when ``qdrant_url`` is set, else local mode on disk or in RAM."""
-        if settings.qdrant_url:
-            client = QdrantClient(url=settings.qdrant_url, api_key=settings.qdrant_api_key)
-        else:
-            client = _local_client(settings.resolved_qdrant_location())
+        """The Qdrant server of ``qdrant_url``, with the configured prefix, indexes, shards."""
+        if not settings.qdrant_url:
+            raise ValueError("QdrantStore.from_settings needs qdrant_url (a Qdrant server)")
         return cls(
-            client,
+            QdrantClient(url=settings.qdrant_url, api_key=settings.qdrant_api_key),
             prefix=settings.collection_prefix,
             payload_indexes=settings.payload_indexes,
             shard_number=settings.qdrant_shard_number,
@@ -254,6 +233,30 @@ class QdrantStore:
             with_payload=True,
         )
         return [scored_point(point) for point in response.points]
+
+    @_translate_errors
+    def query_batch(
+        self,
+        model_id: str,
+        vectors: Sequence[Sequence[float]],
+        *,
+        limit: int = 10,
+        score_threshold: float | None = None,
+    ) -> list[list[ScoredPoint]]:
+        """Nearest points to each vector, in one request (duplicate scans)."""
+        if not vectors:
+            return []
+        # Every vector is checked: a batch of the wrong dimension is refused whole.
+        names = {self._collections.existing_for(model_id, vector) for vector in vectors}
+        [name] = names
+        requests = [
+            models.QueryRequest(
+                query=list(vector), limit=limit, score_threshold=score_threshold, with_payload=True
+            )
+            for vector in vectors
+        ]
+        answers = self.client.query_batch_points(name, requests=requests)
+        return [[scored_point(point) for point in answer.points] for answer in answers]
 
     @_translate_errors
     def query_groups(

@@ -4,35 +4,19 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
 from ingest.errors import CollectionMismatch, CollectionNotFound
 from ingest.store.base import collection_name
+from ingest.store.records import SCHEMA_VERSION, Recorded, check_model
 from schemas.models import ModelManifest
-from schemas.points import CollectionInfo, NewPoint
-
-SCHEMA_VERSION = 1
+from schemas.points import CollectionInfo, IndexMode
 
 # Local mode keeps no payload indexes and says so once per process; the indexes matter on a
 # server only, so the warning is noise for the embedded default.
 _LOCAL_INDEX_WARNING = "Payload indexes have no effect in the local Qdrant"
-
-
-@dataclass(frozen=True)
-class Recorded:
-    """What a collection says about the model that built it."""
-
-    model_id: str
-    fingerprint: str
-    dimension: int
-
-    @classmethod
-    def of(cls, model: ModelManifest) -> Recorded:
-        """What the collection of this model records once it is created."""
-        return cls(model.spec.id, model.fingerprint, model.spec.dimension)
 
 
 def read_record(name: str, info: models.CollectionInfo) -> Recorded:
@@ -49,37 +33,6 @@ def read_record(name: str, info: models.CollectionInfo) -> Recorded:
         fingerprint=str(metadata["model_fingerprint"]),
         dimension=vectors.size,
     )
-
-
-def _check_model(name: str, recorded: Recorded, model: ModelManifest) -> None:
-    """Refuse a collection built by another model file or for another dimension."""
-    if recorded.fingerprint != model.fingerprint:
-        raise CollectionMismatch(
-            f"collection {name!r} was built with {recorded.fingerprint}, not "
-            f"{model.fingerprint}: a collection belongs to one model file. Register the new "
-            f"file under a new id (`lookalike models register FILE --id NEW_ID`) and run "
-            f"`lookalike reindex --to NEW_ID`, or use another collection prefix"
-        )
-    if recorded.dimension != model.spec.dimension:
-        raise CollectionMismatch(
-            f"collection {name!r} holds {recorded.dimension}-d vectors but model "
-            f"{model.spec.id} makes {model.spec.dimension}-d ones: register the model file "
-            f"under a new id (`lookalike models register FILE --id NEW_ID`) and run "
-            f"`lookalike reindex --to NEW_ID`, or use another collection prefix"
-        )
-
-
-def check_vectors(model: ModelManifest, points: Sequence[NewPoint]) -> None:
-    """Refuse points whose vectors do not have the model's dimension."""
-    for point in points:
-        if len(point.vector) != model.spec.dimension:
-            raise CollectionMismatch(
-                f"item {point.item_id!r}: vector has {len(point.vector)} dimensions but "
-                f"model {model.spec.id} makes {model.spec.dimension}-d vectors; the model "
-                "file and its manifest disagree (register the file under a new id with "
-                "`lookalike models register FILE --id NEW_ID`, then `lookalike reindex "
-                "--to NEW_ID`)"
-            )
 
 
 class Collections:
@@ -124,7 +77,7 @@ class Collections:
             self._create(name, model)
         info = self.client.get_collection(name)
         recorded = read_record(name, info)
-        _check_model(name, recorded, model)
+        check_model(name, recorded, model)
         self._create_missing_indexes(name, set(info.payload_schema))
         self._recorded[name] = recorded
         return self._info(name, recorded, current=self.alias_target() == name)
@@ -163,6 +116,15 @@ class Collections:
                     )
 
     def _info(self, name: str, recorded: Recorded, *, current: bool = False) -> CollectionInfo:
+        described = self.client.get_collection(name)
+        indexed = described.indexed_vectors_count or 0
+        # A server's optimizer indexes in the background (status yellow meanwhile); local mode
+        # always compares every vector and reports no indexed vectors.
+        index: IndexMode = "exact"
+        if described.status == models.CollectionStatus.YELLOW:
+            index = "indexing"
+        elif indexed:
+            index = "indexed"
         return CollectionInfo(
             name=name,
             model_id=recorded.model_id,
@@ -170,6 +132,8 @@ class Collections:
             model_fingerprint=recorded.fingerprint,
             points=self.client.count(name, exact=True).count,
             current=current,
+            index=index,
+            indexed_vectors=indexed,
         )
 
     def existing(self, model_id: str) -> tuple[str, Recorded]:

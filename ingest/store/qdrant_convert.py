@@ -8,6 +8,7 @@ from typing import Any
 from qdrant_client import models
 
 from ingest.store.base import point_id
+from ingest.store.records import stored_payload
 from schemas.models import ModelManifest
 from schemas.points import (
     AnyOfCondition,
@@ -82,17 +83,9 @@ def stored_point(record: models.Record) -> StoredPoint:
 
 
 def point_struct(model: ModelManifest, point: NewPoint, ingested_at: str) -> models.PointStruct:
-    """A new point as Qdrant stores it: its metadata plus the system keys, which win."""
-    system = {
-        "item_id": point.item_id,
-        "image_sha256": point.image_sha256,
-        "source_uri": point.source_uri,
-        "thumbnail_key": point.thumbnail_key,
-        "ingested_at": ingested_at,
-        "model_fingerprint": model.fingerprint,
-    }
+    """A new point as Qdrant stores it."""
     return models.PointStruct(
         id=point_id(point.item_id, point.image_sha256),
         vector=list(point.vector),
-        payload={**point.metadata, **system},
+        payload=stored_payload(model, point, ingested_at),
     )

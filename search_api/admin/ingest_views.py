@@ -10,14 +10,15 @@ from typing import Any
 from flask import abort, flash, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from ingest.state.batches import Batch, BatchEntry, Batches
+from ingest.state.batches import Batch, BatchEntry, Batches, BatchRefusal
 from ingest.state.throughput import WINDOW_MINUTES, Throughput, cached_measure
 from ingest.store.current import current_model_id
 from schemas.events import EventState
 from search_api.admin.blueprint import back_to, bp, services
 from search_api.admin.cards import item_url
-from search_api.admin.problems import attempt, wants_json
+from search_api.admin.problems import attempt, problem_of, wants_json
 from search_api.admin.uploads import UploadedFile, plan_upload
+from search_api.producer.uploads import queue_uploads
 
 MAX_DEAD_LETTERS_SHOWN = 200
 _BLOB = re.compile(r"blob://([0-9a-f]{64})")
@@ -120,7 +121,8 @@ def ingestion_stats() -> Response:
 
 @bp.post("/ingestion/uploads")
 def upload() -> Response:
-    """Check and queue uploaded images (with an optional metadata CSV), then follow them."""
+    """Queue the good images of an upload (metadata from an optional CSV), then follow them;
+    bad ones are refused one by one with their reasons, as the API answers them."""
     svc = services()
     files = [
         UploadedFile(part.filename or "", part.read())
@@ -129,26 +131,45 @@ def upload() -> Response:
     ]
     catalog_part = request.files.get("catalog")
     catalog = catalog_part.read() if catalog_part is not None and catalog_part.filename else None
-    plan = plan_upload(svc.settings, files, catalog, svc.blobs.put)
+    plan = plan_upload(svc.settings, files, catalog)
     back = url_for("admin_ui.ingestion") + "#upload"
     if plan.errors:
         flash("Nothing was uploaded: " + " ".join(plan.errors), "error")
         return redirect(back, code=303)
-    svc.publisher.publish([event for event, _, _ in plan.events])
-    batch = _batches().save(
-        [
-            BatchEntry(
-                event_id=event.event_id,
-                item_id=event.item_id,
-                filename=name,
-                image_uri=event.image_uri,
-            )
-            for event, name, _ in plan.events
-        ]
+    outcome = queue_uploads(
+        plan.images,
+        limits=svc.settings.images,
+        blob_put=svc.blobs.put,
+        publisher=svc.publisher,
     )
-    for note in plan.notes:
-        flash(note, "info")
-    flash(f"{len(plan.events)} image(s) queued.", "info")
+    refused = [
+        BatchRefusal(
+            filename=plan.filenames[r.image.index],
+            item_id=r.image.item_id,
+            reason=r.error.reason.value,
+            message=problem_of(r.error).message,
+        )
+        for r in outcome.refused
+    ]
+    if not outcome.queued:
+        listed = " ".join(f"{r.filename}: {r.message}" for r in refused)
+        flash(f"Nothing was uploaded: {listed}", "error")
+        return redirect(back, code=303)
+    entries = [
+        BatchEntry(
+            event_id=q.event.event_id,
+            item_id=q.event.item_id,
+            filename=plan.filenames[q.image.index],
+            image_uri=q.event.image_uri,
+        )
+        for q in outcome.queued
+    ]
+    batch = _batches().save(entries, refused, plan.notes)
+    flash(
+        f"{len(entries)} image(s) queued"
+        + (f", {len(refused)} refused (see below)." if refused else "."),
+        "info",
+    )
     return redirect(url_for("admin_ui.batch", batch_id=batch.batch_id), code=303)
 
 

@@ -51,6 +51,7 @@ _TITLES = {
     "store_unavailable": "Vector store unavailable",
     "queue_unavailable": "Queue unavailable",
     "model_unavailable": "Model unavailable",
+    "format_unavailable": "Export format not available",
     "internal_error": "Something went wrong",
 }
 

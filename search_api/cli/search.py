@@ -125,7 +125,8 @@ def search(
 @click.pass_context
 @friendly_errors
 def collections(ctx: click.Context) -> None:
-    """Collections in the store: model, dimension, points, current or not, fingerprint."""
+    """Collections in the store: model, dimension, points, search mode (exact, indexing or
+    indexed), current or not, fingerprint."""
 
     store = open_store(settings_of(ctx))
     try:
@@ -138,5 +139,5 @@ def collections(ctx: click.Context) -> None:
         current = "current  " if info.current else ""
         click.echo(
             f"{info.name:<40}{info.dimension:>6}-d {info.points:>9} points  "
-            f"{current}{info.model_fingerprint}"
+            f"{info.index:<9}{current}{info.model_fingerprint}"
         )

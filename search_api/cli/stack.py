@@ -1,10 +1,10 @@
 """Where the web app, the workers and the embedded services meet: the one place that wires them.
 
 `lookalike up` runs the whole embedded stack in one process: Redis (embedded unless
-``LOOKALIKE_REDIS_URL``), the store (local mode on disk unless ``LOOKALIKE_QDRANT_URL``), a
-Celery worker thread and the HTTP API with the admin page. The local-mode store can be opened
-by one process only, so the API and the worker share it here; production runs them as separate
-processes against servers (deploy/).
+``LOOKALIKE_REDIS_URL``), the store (Qdrant's engine on local disk unless
+``LOOKALIKE_QDRANT_URL``), a Celery worker thread and the HTTP API with the admin page. The
+embedded store is owned by one process, so the API and the worker share it here; production
+runs them as separate processes against servers (deploy/).
 """
 
 from __future__ import annotations
@@ -30,11 +30,12 @@ from ingest.models.registry import ModelRegistry
 from ingest.models.resolve import resolve_model
 from ingest.state.events import EventTracker
 from ingest.store.base import VectorStore
-from ingest.store.current import current_model_id, open_store
+from ingest.store.current import check_store_free, current_model_id
 from schemas.models import ModelManifest
 from schemas.queue import QUEUE
 from schemas.settings import Settings
 from search_api.cli.embedded.redis_server import EmbeddedRedis
+from search_api.cli.migrate import open_store_migrating
 from search_api.cli.progress import follow
 from search_api.producer.celery_client import producer_celery
 from search_api.producer.publisher import Publisher
@@ -97,9 +98,10 @@ def run_worker(settings: Settings, concurrency: int | None, loglevel: str) -> No
     """Start a Celery worker on the ingestion queue (blocks until stopped)."""
     if settings.qdrant_url is None and (concurrency or 1) > 1:
         raise click.UsageError(
-            "the embedded (local-mode) store can be opened by one process only: run a Qdrant "
-            "server and set LOOKALIKE_QDRANT_URL to use --concurrency > 1"
+            "the embedded store can be opened by one process only: run a Qdrant server and "
+            "set LOOKALIKE_QDRANT_URL to use --concurrency > 1"
         )
+    check_store_free(settings)
     processes = concurrency or (settings.worker_processes if settings.qdrant_url else 1)
     # Worker processes read their settings from the environment: share the thread rule
     # (ONNX threads per session x processes <= cores) with them.
@@ -138,6 +140,7 @@ def serve_api(settings: Settings, *, bind: str, workers: int, threads: int, dev:
     and its URL handed to every worker process (the web app never starts a broker).
     """
     check_workers(settings, workers)
+    check_store_free(settings)
     with broker_url(settings) as url:
         settings = settings.model_copy(update={"redis_url": url})
         if not dev:
@@ -162,6 +165,7 @@ class EmbeddedStack:
     # Run on this installed model when the configured one cannot be had (`make demo` on a
     # machine without a package index), saying why in one line.
     fallback_model: str | None = None
+    progress: bool = True
 
     @property
     def url(self) -> str:
@@ -173,7 +177,8 @@ class EmbeddedStack:
         """Start Redis, the store, the worker and the HTTP server; the model must resolve first."""
         # Before anything starts: a taken port is a message, not a half-started stack.
         self._check_address()
-        store = open_store(self.settings)
+        # A store of an earlier version's format is moved over here, once, before anything.
+        store = open_store_migrating(self.settings, progress=self.progress)
         self._closers.append(store.close)
         # The alias's model after a reindex, else the configured one; it must resolve before
         # a worker or the API starts (a missing model stops here, with how to get it).
@@ -259,10 +264,17 @@ class EmbeddedStack:
 
 @contextlib.contextmanager
 def running_stack(
-    settings: Settings, host: str, port: int, *, fallback_model: str | None = None
+    settings: Settings,
+    host: str,
+    port: int,
+    *,
+    fallback_model: str | None = None,
+    progress: bool = True,
 ) -> Iterator[EmbeddedStack]:
     """A started stack, stopped cleanly however the block ends (Ctrl-C included)."""
-    stack = EmbeddedStack(settings, host=host, port=port, fallback_model=fallback_model)
+    stack = EmbeddedStack(
+        settings, host=host, port=port, fallback_model=fallback_model, progress=progress
+    )
     try:
         stack.start()
         yield stack

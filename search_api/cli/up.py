@@ -115,7 +115,11 @@ def up(
         signal.signal(signum, _interrupt)
     try:
         with running_stack(
-            settings, host or "127.0.0.1", int(port), fallback_model=fallback_model
+            settings,
+            host or "127.0.0.1",
+            int(port),
+            fallback_model=fallback_model,
+            progress=progress,
         ) as stack:
             manifest = stack.manifest
             assert manifest is not None  # noqa: S101 (resolved by start)

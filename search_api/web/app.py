@@ -81,7 +81,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.json.sort_keys = False  # keep the schemas' field order in responses
     app.extensions[EXTENSION] = services
     if owned:
-        # Closed when the app goes away or the process exits: local-mode Qdrant holds a lock.
+        # Closed when the app goes away or the process exits (the embedded store is owned).
         weakref.finalize(app, services.close)
     register_error_handlers(app)
     ApiMetrics().install(app)

@@ -16,11 +16,11 @@ WORKER_TIMEOUT = 120
 
 
 def check_workers(settings: Settings, workers: int) -> None:
-    """Refuse several processes on the local-mode store, which one process only may open."""
+    """Refuse several processes on the embedded store, which one process only may open."""
     if settings.qdrant_url is None and workers > 1:
         raise ValueError(
-            "the embedded (local-mode) store can be opened by one process only: run a Qdrant "
-            "server and set LOOKALIKE_QDRANT_URL to use --workers > 1"
+            "the embedded store can be opened by one process only: run a Qdrant server and "
+            "set LOOKALIKE_QDRANT_URL to use --workers > 1"
         )
 
 

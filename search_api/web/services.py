@@ -63,7 +63,7 @@ class Services:
 
     @property
     def store(self) -> VectorStore:
-        """The vector store, opened on first use (local mode: this process holds its lock)."""
+        """The vector store, opened on first use (the embedded store: this process owns it)."""
         if self._store is None:
             with self._lock:
                 if self._store is None:
@@ -129,7 +129,7 @@ class Services:
         return Publisher(celery, EventTracker(client, prefix=self.settings.collection_prefix))
 
     def close(self) -> None:
-        """Release the store (its file lock in local mode) and the Redis connections."""
+        """Release the store (the embedded one: its ownership) and the Redis connections."""
         with self._lock:
             if self._closed:
                 return

@@ -300,7 +300,7 @@ def services(config: dict[str, Any]) -> dict[str, Any]:
 def routes(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     """URL rules of the app (creating it opens neither the store nor Redis)."""
     data_dir = tmp_path_factory.mktemp("app")
-    app = create_app(Settings(data_dir=data_dir, qdrant_path=":memory:"))
+    app = create_app(Settings(data_dir=data_dir))
     return {rule.rule for rule in app.url_map.iter_rules()}
 
 

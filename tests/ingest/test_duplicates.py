@@ -279,13 +279,20 @@ class CountingStore(QdrantStore):
     def __init__(self, client: QdrantClient) -> None:
         super().__init__(client)
         self.queries: list[dict[str, Any]] = []
+        self.batches: list[dict[str, Any]] = []
 
     def query(self, model_id: str, **kwargs: Any) -> list[ScoredPoint]:
         self.queries.append(kwargs)
         return super().query(model_id, **kwargs)
 
+    def query_batch(
+        self, model_id: str, vectors: Sequence[Sequence[float]], **kwargs: Any
+    ) -> list[list[ScoredPoint]]:
+        self.batches.append({"vectors": len(vectors), **kwargs})
+        return super().query_batch(model_id, vectors, **kwargs)
 
-def test_scan_is_one_bounded_query_per_point_in_linear_memory() -> None:
+
+def test_scan_is_one_bounded_batch_per_page_in_linear_memory() -> None:
     store = CountingStore(QdrantClient(location=":memory:"))
     points = 2000
     vectors = clusters(count=points // 4, size=4, dim=32, noise=0.05, seed=3)
@@ -308,8 +315,10 @@ def test_scan_is_one_bounded_query_per_point_in_linear_memory() -> None:
         store.close()
 
     assert [g.size for g in groups] == [4] * (points // 4)
-    assert len(store.queries) == points
-    assert all(q["score_threshold"] == 0.95 and q["limit"] == 11 for q in store.queries)
+    # One batched request per scrolled page, one bounded search per point in it.
+    assert not store.queries
+    assert [b["vectors"] for b in store.batches] == [256] * (points // 256) + [points % 256]
+    assert all(b["score_threshold"] == 0.95 and b["limit"] == 11 for b in store.batches)
     all_pairs_matrix = points * points * 4  # float32
     assert peak < all_pairs_matrix / 2, f"peak {peak / 1e6:.1f} MB"
     assert progress[0] == (0, points)

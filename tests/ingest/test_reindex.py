@@ -20,9 +20,8 @@ from ingest.models.runtime import load_runtime
 from ingest.reindex.checks import ReindexRefused, check_reindex
 from ingest.reindex.reindexer import Reindexer, Step
 from ingest.state.reindex_jobs import ReindexJobs
-from ingest.store.base import SYSTEM_PAYLOAD_KEYS, point_id
-from ingest.store.current import current_model_id
-from ingest.store.qdrant import QdrantStore
+from ingest.store.base import SYSTEM_PAYLOAD_KEYS, VectorStore, point_id
+from ingest.store.current import current_model_id, open_store
 from schemas.events import DeleteEvent, UpdatePayloadEvent, UploadEvent
 from schemas.models import Preprocessing
 from schemas.points import StoredPoint
@@ -63,14 +62,14 @@ def reindex_settings(settings: Settings, registry: ModelRegistry, tmp_path: Path
 
 
 @pytest.fixture
-def store(reindex_settings: Settings) -> Iterator[QdrantStore]:
-    store = QdrantStore.from_settings(reindex_settings)
+def store(reindex_settings: Settings) -> Iterator[VectorStore]:
+    store = open_store(reindex_settings)
     yield store
     store.close()
 
 
 @pytest.fixture
-def handler(reindex_settings: Settings, store: QdrantStore) -> EventHandler:
+def handler(reindex_settings: Settings, store: VectorStore) -> EventHandler:
     return EventHandler(
         reindex_settings,
         store,
@@ -88,7 +87,7 @@ def jobs(redis_server: EmbeddedRedis) -> Iterator[ReindexJobs]:
 
 @pytest.fixture
 def reindexer(
-    reindex_settings: Settings, store: QdrantStore, jobs: ReindexJobs, handler: EventHandler
+    reindex_settings: Settings, store: VectorStore, jobs: ReindexJobs, handler: EventHandler
 ) -> Reindexer:
     return Reindexer(
         settings=reindex_settings,
@@ -118,7 +117,7 @@ def catalog(handler: EventHandler) -> list[UploadEvent]:
     return [upload(handler, index) for index in range(IMAGES)]
 
 
-def all_points(store: QdrantStore, model_id: str) -> dict[str, StoredPoint]:
+def all_points(store: VectorStore, model_id: str) -> dict[str, StoredPoint]:
     points, offset = store.scroll(model_id, limit=1000, with_vectors=True)
     assert offset is None
     return {point.id: point for point in points}
@@ -132,7 +131,7 @@ def user_metadata(point: StoredPoint) -> dict[str, object]:
 
 
 def test_alias_is_absent_then_set_then_switched_and_survives_a_reopen(
-    reindex_settings: Settings, store: QdrantStore, registry: ModelRegistry
+    reindex_settings: Settings, store: VectorStore, registry: ModelRegistry
 ) -> None:
     for model_id in (TEST_MODEL_ID, OTHER_MODEL_ID):
         store.ensure_collection(registry.manifest(model_id))
@@ -150,7 +149,7 @@ def test_alias_is_absent_then_set_then_switched_and_survives_a_reopen(
     listed = {info.model_id: info.current for info in store.collections()}
     assert listed == {TEST_MODEL_ID: False, OTHER_MODEL_ID: True}
     store.close()
-    reopened = QdrantStore.from_settings(reindex_settings)
+    reopened = open_store(reindex_settings)
     try:
         assert reopened.current_model() == OTHER_MODEL_ID
         with pytest.raises(StoreError, match="no collection for model 'nope'"):
@@ -164,7 +163,7 @@ def test_alias_is_absent_then_set_then_switched_and_survives_a_reopen(
 
 
 def test_delete_points_deletes_only_those_that_exist(
-    store: QdrantStore, catalog: list[UploadEvent]
+    store: VectorStore, catalog: list[UploadEvent]
 ) -> None:
     ids = list(all_points(store, TEST_MODEL_ID))
 
@@ -177,7 +176,7 @@ def test_delete_points_deletes_only_those_that_exist(
 
 def test_reindex_reembeds_every_point_with_the_target_model_and_switches(
     reindex_settings: Settings,
-    store: QdrantStore,
+    store: VectorStore,
     reindexer: Reindexer,
     jobs: ReindexJobs,
     catalog: list[UploadEvent],
@@ -228,7 +227,7 @@ def test_reindex_reembeds_every_point_with_the_target_model_and_switches(
 
 def test_searches_use_the_old_collection_until_the_switch(
     reindex_settings: Settings,
-    store: QdrantStore,
+    store: VectorStore,
     reindexer: Reindexer,
     jobs: ReindexJobs,
     catalog: list[UploadEvent],
@@ -281,7 +280,7 @@ def test_a_redelivered_page_is_counted_once_and_queues_nothing_twice(
 
 
 def test_a_restarted_reindex_skips_what_the_target_already_holds(
-    store: QdrantStore, reindexer: Reindexer, jobs: ReindexJobs, catalog: list[UploadEvent]
+    store: VectorStore, reindexer: Reindexer, jobs: ReindexJobs, catalog: list[UploadEvent]
 ) -> None:
     abandoned = jobs.create(OTHER_MODEL_ID, page_size=PAGE)
     reindexer.run_page(abandoned.job_id, 0, None)  # then the job is given up
@@ -301,7 +300,7 @@ def test_a_restarted_reindex_skips_what_the_target_already_holds(
 def test_unreadable_images_fail_with_their_reason_and_block_the_switch(
     reindex_settings: Settings,
     tmp_path: Path,
-    store: QdrantStore,
+    store: VectorStore,
     handler: EventHandler,
     reindexer: Reindexer,
     jobs: ReindexJobs,
@@ -339,7 +338,7 @@ def test_unreadable_images_fail_with_their_reason_and_block_the_switch(
 
 def test_changes_during_the_reindex_are_reconciled_before_and_after_the_switch(
     reindex_settings: Settings,
-    store: QdrantStore,
+    store: VectorStore,
     handler: EventHandler,
     reindexer: Reindexer,
     jobs: ReindexJobs,
@@ -387,7 +386,7 @@ def test_changes_during_the_reindex_are_reconciled_before_and_after_the_switch(
 
 
 def test_uploads_without_models_go_to_the_current_model_after_the_switch(
-    store: QdrantStore,
+    store: VectorStore,
     handler: EventHandler,
     reindexer: Reindexer,
     jobs: ReindexJobs,
@@ -404,7 +403,7 @@ def test_uploads_without_models_go_to_the_current_model_after_the_switch(
 
 def test_reindex_to_the_current_model_is_refused_with_advice(
     reindex_settings: Settings,
-    store: QdrantStore,
+    store: VectorStore,
     registry: ModelRegistry,
     reindexer: Reindexer,
     jobs: ReindexJobs,
@@ -424,7 +423,7 @@ def test_reindex_to_the_current_model_is_refused_with_advice(
 
 
 def test_drop_old_deletes_the_old_collection_after_the_switch(
-    store: QdrantStore, reindexer: Reindexer, jobs: ReindexJobs, catalog: list[UploadEvent]
+    store: VectorStore, reindexer: Reindexer, jobs: ReindexJobs, catalog: list[UploadEvent]
 ) -> None:
     finished = reindexer.run(jobs.create(OTHER_MODEL_ID, drop_old=True, page_size=PAGE).job_id)
 
@@ -435,7 +434,7 @@ def test_drop_old_deletes_the_old_collection_after_the_switch(
 
 
 def test_rollback_is_a_reindex_back_that_only_embeds_what_changed(
-    store: QdrantStore,
+    store: VectorStore,
     handler: EventHandler,
     reindexer: Reindexer,
     jobs: ReindexJobs,

@@ -309,6 +309,26 @@ def test_query_by_point_id(stores: tuple[VectorStore, VectorStore]) -> None:
     assert pid(17) not in {hit["id"] for hit in answer[0]}
 
 
+def test_query_batch(stores: tuple[VectorStore, VectorStore]) -> None:
+    def scenario(store: VectorStore) -> Any:
+        batch = queries(6)
+        return {
+            "batch": store.query_batch(MODEL_ID, batch, limit=12),
+            "thresholded": store.query_batch(MODEL_ID, batch, limit=50, score_threshold=0.6),
+            "singles": [store.query(MODEL_ID, vector=q, limit=12) for q in batch],
+            "empty": store.query_batch(MODEL_ID, [], limit=3),
+            "wrong_dimension": outcome(
+                lambda s: s.query_batch(MODEL_ID, [batch[0], [0.1] * (DIM + 1)]), store
+            ),
+        }
+
+    answer = congruent(stores, scenario)
+    # One batched request answers what one query per vector would.
+    assert_same(answer["singles"], answer["batch"])
+    assert answer["wrong_dimension"]["raised"] == "CollectionMismatch"
+    assert 0 < len(answer["thresholded"][0]) < 50
+
+
 @pytest.mark.parametrize(
     ("group_by", "limit", "group_size"),
     [

@@ -27,6 +27,7 @@ from ingest.store.edge import EdgeStore
 from schemas.models import ModelManifest, ModelSpec
 from schemas.points import MatchCondition, NewPoint, PayloadFilter
 from schemas.settings import Settings
+from tests.ingest.store_support import held_elsewhere, start_holder
 
 DIM = 16
 MODEL_ID = "edge-model"
@@ -200,49 +201,24 @@ def test_readers_never_see_a_torn_alias_manifest(store: EdgeStore, root: Path) -
 
 # --- one owning process -------------------------------------------------------------------
 
-HOLD = """
-import sys
-from pathlib import Path
-from ingest.store.edge import EdgeStore
-store = EdgeStore(Path(sys.argv[1]))
-print("holding", flush=True)
-sys.stdin.read()
-store.close()
-"""
-
 
 def test_a_store_held_by_another_process_is_refused_in_one_line(root: Path) -> None:
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(root)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "holding"
-        with pytest.raises(StoreUnavailable) as refused:
-            EdgeStore(root)
-        message = str(refused.value)
-        assert "\n" not in message
-        assert str(root) in message
-        assert f"process {holder.pid}" in message
-        assert "LOOKALIKE_QDRANT_URL" in message
-        # No lock traceback chained to it: `from None` suppresses the BlockingIOError.
-        assert refused.value.__cause__ is None
-        assert refused.value.__suppress_context__
-    finally:
-        holder.communicate(input="", timeout=30)
+    with held_elsewhere(root) as pid, pytest.raises(StoreUnavailable) as refused:
+        EdgeStore(root)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert str(root) in message
+    assert f"process {pid}" in message
+    assert "LOOKALIKE_QDRANT_URL" in message
+    # No lock traceback chained to it: `from None` suppresses the BlockingIOError.
+    assert refused.value.__cause__ is None
+    assert refused.value.__suppress_context__
     assert not (root / "owner.pid").exists()  # a clean close removes it
     EdgeStore(root).close()
 
 
 def test_a_killed_owner_leaves_no_stale_lock(root: Path) -> None:
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(root)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-    )
-    assert holder.stdout is not None
-    assert holder.stdout.readline().strip() == b"holding"
+    holder = start_holder(root)
     holder.kill()
     holder.wait(timeout=30)
     assert (root / "owner.pid").exists()  # left behind by the SIGKILL, and harmless

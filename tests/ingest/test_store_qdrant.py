@@ -25,9 +25,12 @@ from ingest.errors import (
     StoreError,
     StoreUnavailable,
 )
+from ingest.store import current
 from ingest.store.base import point_id
+from ingest.store.edge import EdgeStore
 from ingest.store.qdrant import QdrantStore
 from ingest.store.qdrant_convert import to_qdrant_filter
+from ingest.store.qdrant_local import local_client
 from schemas.models import ModelManifest, ModelSpec
 from schemas.points import (
     AnyOfCondition,
@@ -96,7 +99,7 @@ def ids_where(points: list[NewPoint], keep: Callable[[dict[str, Any]], bool]) ->
 
 
 def open_store(location: str) -> QdrantStore:
-    return QdrantStore.from_settings(Settings(qdrant_url=None, qdrant_path=Path(location)))
+    return QdrantStore(local_client(location))
 
 
 @pytest.fixture(params=["memory", "disk"])
@@ -490,6 +493,9 @@ def test_collections_lists_only_lookalike_collections(filled: QdrantStore) -> No
         "model_fingerprint": manifest().fingerprint,
         "points": 200,
         "current": False,
+        # Local mode compares every vector: there is no index to report.
+        "index": "exact",
+        "indexed_vectors": 0,
     }
     assert [(c.name, c.points) for c in other.collections()] == [("staging__test-model", 2)]
     with pytest.raises(CollectionMismatch, match="not created by Lookalike"):
@@ -682,12 +688,24 @@ def test_disk_store_open_twice_in_one_process_is_unavailable(tmp_path: Path) -> 
         first.close()
 
 
-def test_from_settings_creates_the_local_directory(tmp_path: Path) -> None:
-    settings = Settings(qdrant_url=None, qdrant_path=None, data_dir=tmp_path / "deep" / "data")
-    store = QdrantStore.from_settings(settings)
+def test_settings_choose_the_embedded_store_unless_a_server_is_set(tmp_path: Path) -> None:
+    data_dir = tmp_path / "deep" / "data"
+    store = current.open_store(Settings(qdrant_url=None, data_dir=data_dir))
     try:
+        assert isinstance(store, EdgeStore)
         store.upsert(manifest(), catalog(1))
-        assert (tmp_path / "deep" / "data" / "qdrant").is_dir()
-        assert store.client.init_options["path"] == str(tmp_path / "deep" / "data" / "qdrant")
+        assert store.root == data_dir / "edge"
+        assert (data_dir / "edge" / "owner.pid").is_file()
     finally:
         store.close()
+    elsewhere = tmp_path / "store"
+    store = current.open_store(Settings(data_dir=data_dir, store_path=elsewhere))
+    try:
+        assert isinstance(store, EdgeStore)
+        assert store.root == elsewhere
+    finally:
+        store.close()
+    # A client is made without connecting: nothing is asked of the server yet.
+    server = current.open_store(Settings(data_dir=data_dir, qdrant_url="http://qdrant:6333"))
+    assert isinstance(server, QdrantStore)
+    assert server.client.init_options["url"] == "http://qdrant:6333"

@@ -14,6 +14,7 @@ from qdrant_client import QdrantClient, models
 from ingest.errors import ItemNotFound, StoreError, StoreUnavailable
 from ingest.store.base import point_id
 from ingest.store.qdrant import QdrantStore
+from ingest.store.qdrant_local import local_client
 from schemas.models import ModelManifest, ModelSpec
 from schemas.points import (
     MatchCondition,
@@ -22,7 +23,6 @@ from schemas.points import (
     RangeCondition,
     ScoredPoint,
 )
-from schemas.settings import Settings
 
 DIM = 16
 MODEL_ID = "recommend-model"
@@ -72,7 +72,7 @@ def store(
     request: pytest.FixtureRequest, tmp_path: Path, points: list[NewPoint]
 ) -> Iterator[QdrantStore]:
     location = ":memory:" if request.param == "memory" else str(tmp_path / "qdrant")
-    opened = QdrantStore.from_settings(Settings(qdrant_url=None, qdrant_path=Path(location)))
+    opened = QdrantStore(local_client(location))
     opened.upsert(MANIFEST, points)
     yield opened
     opened.close()

@@ -23,7 +23,8 @@ from ingest.images.sources import SourceResolver
 from ingest.ingestion.bulk import BulkIngestor, catalog_sources
 from ingest.ingestion.handler import EventHandler, EventResult, Outcome
 from ingest.models.runtime import load_runtime
-from ingest.store.qdrant import QdrantStore
+from ingest.store.base import VectorStore
+from ingest.store.current import open_store
 from schemas.events import DeadLetter, DeleteEvent, EventStatus, UpdatePayloadEvent, UploadEvent
 from schemas.queue import DELETE_TASK, FIND_DUPLICATES_TASK, INGEST_TASK, QUEUE, UPDATE_PAYLOAD_TASK
 from schemas.settings import ApiKey, ApiRole, ApiSettings, Settings
@@ -98,9 +99,9 @@ def api_settings(settings: Settings, redis_server: EmbeddedRedis) -> Settings:
 
 
 @pytest.fixture
-def store(api_settings: Settings) -> Iterator[QdrantStore]:
+def store(api_settings: Settings) -> Iterator[VectorStore]:
     """The local-mode store on disk; the test process holds it (as the API process would)."""
-    store = QdrantStore.from_settings(api_settings)
+    store = open_store(api_settings)
     yield store
     store.close()
 
@@ -117,7 +118,7 @@ class Catalog:
 
 
 @pytest.fixture
-def catalog(api_settings: Settings, store: QdrantStore, tmp_path: Path) -> Catalog:
+def catalog(api_settings: Settings, store: VectorStore, tmp_path: Path) -> Catalog:
     """The 12-item test catalog embedded with the test model and stored."""
     csv_path, images = write_catalog(tmp_path / "catalog")
     runtime = load_runtime(api_settings, api_settings.default_model)
@@ -129,7 +130,7 @@ def catalog(api_settings: Settings, store: QdrantStore, tmp_path: Path) -> Catal
 
 
 @pytest.fixture
-def services(api_settings: Settings, store: QdrantStore) -> Iterator[Services]:
+def services(api_settings: Settings, store: VectorStore) -> Iterator[Services]:
     """The app's services with the test's store injected (Redis opened lazily)."""
     services = Services(api_settings, store=store)
     yield services

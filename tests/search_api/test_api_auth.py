@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from ingest.store.qdrant import QdrantStore
+from ingest.store.base import VectorStore
 from schemas.settings import ApiKey, ApiRole, ApiSettings, Settings
 from search_api.web.app import create_app
 from search_api.web.auth import KeyRing
@@ -114,7 +114,7 @@ def test_keyring_matches_the_exact_key_only() -> None:
 
 
 def test_without_keys_the_api_is_open_and_says_so(
-    api_settings: Settings, store: QdrantStore, catalog: Catalog, caplog: pytest.LogCaptureFixture
+    api_settings: Settings, store: VectorStore, catalog: Catalog, caplog: pytest.LogCaptureFixture
 ) -> None:
     services = Services(api_settings.model_copy(update={"api": ApiSettings()}), store=store)
     with caplog.at_level(logging.WARNING, logger="search_api.web.app"):

@@ -23,7 +23,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from ingest.models.registry import ModelRegistry, file_sha256
-from ingest.store.qdrant import QdrantStore
+from ingest.store.current import open_store
 from schemas.models import ModelFamily, ResizeMode
 from schemas.settings import Settings
 from search_api.cli import cli
@@ -81,7 +81,7 @@ def search_json(env: Env, *args: str | Path) -> list[dict[str, Any]]:
 
 def point_count(settings: Settings, model_id: str = TEST_MODEL_ID) -> int:
     """Points in a model's collection, read with the store closed again before the CLI runs."""
-    store = QdrantStore.from_settings(settings)
+    store = open_store(settings)
     try:
         return {info.model_id: info.points for info in store.collections()}.get(model_id, 0)
     finally:
@@ -316,7 +316,7 @@ def test_ingest_after_a_reindex_goes_to_the_alias_model(
     )
     write_picture(tmp_path / "first" / "a.jpg", 0)
     invoke(env, "ingest", tmp_path / "first", "--no-progress", "--model", "tiny-next")
-    store = QdrantStore.from_settings(settings)
+    store = open_store(settings)
     try:
         store.set_current("tiny-next")
     finally:
@@ -454,7 +454,7 @@ def test_ingest_into_two_models_and_resume_into_the_second(
     assert len(listing) == 2
     assert listing[0].startswith("lookalike__copy ")
     assert listing[1].startswith(f"lookalike__{TEST_MODEL_ID} ")
-    assert all("96-d" in line and " 5 points" in line for line in listing)
+    assert all("96-d" in line and " 5 points  exact " in line for line in listing)
 
 
 def test_collections_before_anything_was_ingested(env: Env) -> None:

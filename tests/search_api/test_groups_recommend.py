@@ -17,7 +17,8 @@ from qdrant_client import QdrantClient
 from ingest.errors import ItemNotFound
 from ingest.ingestion.bulk import BulkIngestor, catalog_sources
 from ingest.models.runtime import load_runtime
-from ingest.store.base import point_id
+from ingest.store.base import VectorStore, point_id
+from ingest.store.current import open_store
 from ingest.store.qdrant import QdrantStore
 from schemas.models import ModelManifest, ModelSpec
 from schemas.points import (
@@ -455,14 +456,14 @@ def test_recommend_query_bounds(fields: dict[str, Any], message: str) -> None:
 
 
 @pytest.fixture
-def catalog(settings: Settings, tmp_path: Path) -> Iterator[tuple[QdrantStore, Path]]:
+def catalog(settings: Settings, tmp_path: Path) -> Iterator[tuple[VectorStore, Path]]:
     """The standard test catalog embedded with the test model, in a local-mode store."""
     images = tmp_path / "images"
     rows = [catalog_row(i) for i in range(CATALOG_SIZE)]
     for index, row in enumerate(rows):
         write_picture(images / row["image"], index)
     csv_path = write_csv(tmp_path / "catalog.csv", rows)
-    store = QdrantStore.from_settings(settings)
+    store = open_store(settings)
     runtime = load_runtime(settings, TEST_MODEL_ID)
     summary = BulkIngestor(store, [runtime], settings.images).run(
         catalog_sources(csv_path, images), progress=False
@@ -473,7 +474,7 @@ def catalog(settings: Settings, tmp_path: Path) -> Iterator[tuple[QdrantStore, P
 
 
 def test_real_model_groups_and_recommendations(
-    settings: Settings, catalog: tuple[QdrantStore, Path]
+    settings: Settings, catalog: tuple[VectorStore, Path]
 ) -> None:
     store, images = catalog
     image = (images / catalog_row(3)["image"]).read_bytes()

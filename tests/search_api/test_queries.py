@@ -12,7 +12,8 @@ import pytest
 from ingest.errors import ItemNotFound
 from ingest.ingestion.bulk import BulkIngestor, catalog_sources
 from ingest.models.runtime import load_runtime
-from ingest.store.qdrant import QdrantStore
+from ingest.store.base import VectorStore
+from ingest.store.current import open_store
 from schemas.points import MatchCondition, PayloadFilter, RangeCondition, ScoredPoint
 from schemas.queries import SimilarityQuery
 from schemas.settings import Settings
@@ -30,7 +31,7 @@ TOTAL_POINTS = CATALOG_SIZE + 1  # sku-00 has a second image
 
 @dataclass(frozen=True)
 class Catalog:
-    store: QdrantStore
+    store: VectorStore
     images: Path
 
 
@@ -43,7 +44,7 @@ def catalog(settings: Settings, tmp_path: Path) -> Iterator[Catalog]:
     for index, row in enumerate(rows):
         write_picture(images / row["image"], index)
     csv_path = write_csv(tmp_path / "catalog.csv", rows)
-    store = QdrantStore.from_settings(settings)
+    store = open_store(settings)
     runtime = load_runtime(settings, TEST_MODEL_ID)
     summary = BulkIngestor(store, [runtime], settings.images).run(
         catalog_sources(csv_path, images), progress=False

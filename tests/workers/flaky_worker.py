@@ -19,8 +19,8 @@ import pytest
 
 import workers.context
 from ingest.errors import StoreUnavailable
+from ingest.store.base import VectorStore
 from ingest.store.current import open_store
-from ingest.store.qdrant import QdrantStore
 from schemas.models import ModelManifest
 from schemas.points import CollectionInfo, NewPoint, StoredPoint
 from schemas.settings import Settings
@@ -31,7 +31,7 @@ from tests.workers.queue_support import STORE_DOWN_MARKER_ENV
 class FlakyStore:
     """The real store, except that it is "unreachable" while ``marker`` exists."""
 
-    def __init__(self, store: QdrantStore, marker: Path) -> None:
+    def __init__(self, store: VectorStore, marker: Path) -> None:
         self._store = store
         self._marker = marker
 

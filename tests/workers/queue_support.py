@@ -30,8 +30,8 @@ from PIL import Image
 
 from ingest.images.blobs import BlobStore
 from ingest.images.decode import sha256_hex
-from ingest.store.base import point_id
-from ingest.store.qdrant import QdrantStore
+from ingest.store.base import VectorStore, point_id
+from ingest.store.current import open_store
 from schemas.events import (
     DeleteEvent,
     EventState,
@@ -455,11 +455,11 @@ class QueueStack:
     # -- store --------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def store(self) -> Iterator[QdrantStore]:
+    def store(self) -> Iterator[VectorStore]:
         """The vector store, opened in this process (local mode: no worker may be running)."""
         running = [w.pgid for w in self.workers if w.running]
         assert not running, f"stop the workers {running} before opening the local store"
-        store = QdrantStore.from_settings(self.settings)
+        store = open_store(self.settings)
         try:
             yield store
         finally:

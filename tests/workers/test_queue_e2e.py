@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from ingest.images.decode import sha256_hex
-from ingest.store.qdrant import QdrantStore
+from ingest.store.base import VectorStore
 from schemas.events import (
     DeleteEvent,
     EventState,
@@ -56,7 +56,7 @@ def _assert_all_done(states: Mapping[str, EventState]) -> None:
     assert not not_done, f"{len(not_done)} of {len(states)} events did not end done:\n{shown}"
 
 
-def _assert_stored_exactly(store: QdrantStore, model_id: str, uploads: Sequence[Upload]) -> None:
+def _assert_stored_exactly(store: VectorStore, model_id: str, uploads: Sequence[Upload]) -> None:
     """The collection holds one point per distinct (item, image) and nothing else."""
     expected = {u.point_id: u.event.item_id for u in uploads}
     found = store.retrieve(model_id, sorted(expected))

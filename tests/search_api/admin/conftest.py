@@ -18,7 +18,14 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, Page, Playwright, ViewportSize, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    FilePayload,
+    Page,
+    Playwright,
+    ViewportSize,
+    sync_playwright,
+)
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from ingest.ingestion.bulk import BulkIngestor, catalog_sources
@@ -271,3 +278,8 @@ def no_stack_trace(page: Page) -> None:
     text = page.content()
     assert "Traceback" not in text
     assert not re.search(r'File ".*", line \d+', text)
+
+
+def upload(name: str, mime_type: str, data: bytes) -> FilePayload:
+    """A file for a file input, from memory."""
+    return {"name": name, "mimeType": mime_type, "buffer": data}

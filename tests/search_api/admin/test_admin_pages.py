@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import re
 
-from playwright.sync_api import FilePayload, Page, expect
+from playwright.sync_api import Page, expect
 
 from ingest.evaluation.datasets import catalog_images
 from ingest.evaluation.report import evaluation_record, save_last
@@ -28,12 +28,8 @@ from tests.search_api.admin.conftest import (
     item_ids,
     no_stack_trace,
     restore_model,
+    upload,
 )
-
-
-def upload(name: str, mime_type: str, data: bytes) -> FilePayload:
-    """A file for a file input, from memory."""
-    return {"name": name, "mimeType": mime_type, "buffer": data}
 
 
 def test_sign_in_and_out(admin: AdminBrowser) -> None:
@@ -249,7 +245,7 @@ def test_upload_with_csv_and_watch_it_appear(admin: AdminBrowser, admin_catalog:
     )
     page.get_by_role("button", name="Upload and queue").click()
 
-    expect(page.get_by_role("status").first).to_contain_text("b.png has no CSV row")
+    expect(page.locator("#batch-notes")).to_contain_text("b.png has no CSV row")
     expect(page.locator("[data-event] [data-status]")).to_have_text(["done", "done"])
     expect(page.locator("#batch-summary")).to_have_text("2 done, 0 failed, 0 queued.")
     admin.screenshot("upload-batch")

@@ -207,50 +207,49 @@ def _png(colour: tuple[int, int, int]) -> bytes:
 
 
 def test_an_upload_takes_metadata_from_its_csv(settings: Settings) -> None:
-    stored: list[bytes] = []
-
-    def put(data: bytes) -> str:
-        stored.append(data)
-        return f"blob://{len(stored):064x}"
-
     csv_text = "item_id,image,brand,price,code\nsku-a,dir/a.png,acme,12.5,007\n,b.png,x,1,2\n"
-    plan = plan_upload(
-        settings,
-        [
-            UploadedFile("C:\\photos\\a.png", _png((255, 0, 0))),
-            UploadedFile("c.png", _png((0, 0, 255))),
-        ],
-        csv_text.encode(),
-        put,
-    )
+    files = [
+        UploadedFile("C:\\photos\\a.png", _png((255, 0, 0))),
+        UploadedFile("c.png", _png((0, 0, 255))),
+    ]
+    plan = plan_upload(settings, files, csv_text.encode())
     assert plan.errors == ["CSV line 3: empty item_id."]
-    assert not plan.events  # nothing queued when anything is wrong
-    assert not stored
+    assert not plan.images  # a CSV that cannot be read whole uploads nothing
 
-    plan = plan_upload(
-        settings,
-        [UploadedFile("a.png", _png((255, 0, 0))), UploadedFile("c.png", _png((0, 0, 255)))],
-        csv_text.replace(",b.png,x,1,2\n", "").encode(),
-        put,
-    )
+    plan = plan_upload(settings, files, csv_text.replace(",b.png,x,1,2\n", "").encode())
     assert not plan.errors
-    events = [event for event, _, _ in plan.events]
-    assert [e.item_id for e in events] == ["sku-a", "c"]
-    assert events[0].metadata == {"brand": "acme", "price": 12.5, "code": "007"}
+    assert [image.item_id for image in plan.images] == ["sku-a", "c"]
+    assert plan.images[0].metadata == {"brand": "acme", "price": 12.5, "code": "007"}
+    assert plan.filenames == ["a.png", "c.png"]
     assert plan.notes == ["c.png has no CSV row: ingested as item 'c'."]
-    assert len(stored) == 2
 
 
-def test_an_upload_with_a_bad_file_is_refused_whole(settings: Settings) -> None:
+def test_an_upload_refuses_a_csv_without_the_item_id_column(settings: Settings) -> None:
     plan = plan_upload(
         settings,
         [UploadedFile("good.png", _png((0, 255, 0))), UploadedFile("notes.txt", b"hello")],
         b"image,brand\n",
-        lambda data: "blob://" + "0" * 64,
     )
-    assert plan.errors[0] == "The CSV lacks the column(s) item_id; its columns are image, brand."
-    assert plan.errors[1].startswith("notes.txt: Not an image we can read: not a supported")
-    assert not plan.events
+    assert plan.errors == ["The CSV lacks the column(s) item_id; its columns are image, brand."]
+    assert not plan.images
+
+
+def test_uploaded_files_that_would_share_an_item_id_keep_their_suffix(settings: Settings) -> None:
+    files = [
+        UploadedFile("photo.jpg", _png((1, 2, 3))),
+        UploadedFile("photo.png", _png((4, 5, 6))),
+        UploadedFile("other.png", _png((7, 8, 9))),
+    ]
+
+    plan = plan_upload(settings, files, None)
+
+    assert [image.item_id for image in plan.images] == ["photo.jpg", "photo.png", "other"]
+    assert plan.notes == [
+        "photo.jpg is item 'photo.jpg', not 'photo': photo.png would be item 'photo' too, "
+        "so each keeps its suffix.",
+        "photo.png is item 'photo.png', not 'photo': photo.jpg would be item 'photo' too, "
+        "so each keeps its suffix.",
+    ]
 
 
 def test_search_state_round_trips_through_its_url() -> None:
