@@ -203,12 +203,7 @@ def tables(results: Results) -> list[Table]:
                 },
             )
         )
-        during = ((edge or {}).get("build") or {}).get("during")
-        if during:
-            out[-1].notes.append(
-                f"by vector while the index was being built (child process): p50 "
-                f"{during['p50_ms']:.1f} ms, p99 {during['p99_ms']:.1f} ms (n={during['calls']})"
-            )
+        add_index_notes(out[-1], edge)
         out.append(duplicates_table(results))
     if edge or sweep_rows(results):
         out.append(recall_table(results))
@@ -216,6 +211,21 @@ def tables(results: Results) -> list[Table]:
     if million:
         out += million_tables(million)
     return out
+
+
+def add_index_notes(table: Table, run: Results | None) -> None:
+    """Latencies by vector during the index build and right after the swap, if measured."""
+    run = run or {}
+    notes = {
+        "while the index was being built (child process)": (run.get("build") or {}).get("during"),
+        "in the first queries after the index swap (cold)": run.get("after_swap"),
+    }
+    for when, latency in notes.items():
+        if latency:
+            table.notes.append(
+                f"by vector {when}: p50 {latency['p50_ms']:.1f} ms, "
+                f"p99 {latency['p99_ms']:.1f} ms (n={latency['calls']})"
+            )
 
 
 def million_tables(million: Results) -> list[Table]:
@@ -228,6 +238,7 @@ def million_tables(million: Results) -> list[Table]:
             {"edge exact": million["exact"], "edge HNSW": million.get("hnsw")},
         ),
     ]
+    add_index_notes(out[-1], million)
     recalls = Table(f"Recall@10 at {points} points (m=16, ef_construct=100)", _RECALL_HEAD)
     recalls.add(
         "exact (no index)",

@@ -88,6 +88,14 @@ def timed(call: Callable[[int], object], calls: int, warm_up: int = WARM_UP) -> 
     return Latency.of(seconds)
 
 
+def warm_pass(store: VectorStore, model_id: str, queries: Vectors) -> None:
+    """Query every vector once, untimed. Right after an index swap the new segment's pages
+    are not mapped in yet: at 1M points the first few hundred HNSW queries were 10-20x slower
+    than the steady state, and whichever measurement came first paid for them."""
+    for row in queries:
+        store.query(model_id, vector=row.tolist(), limit=TOP_K)
+
+
 @dataclass
 class Loaded:
     """How loading a catalog into a store went."""

@@ -11,7 +11,6 @@ import numpy as np
 
 from bench.store_bench_data import (
     MODEL_ID,
-    TOP_K,
     Catalog,
     Indices,
     Vectors,
@@ -32,7 +31,9 @@ from bench.store_bench_measure import (
     partial_duplicate_scan,
     recall_of,
     rss_bytes,
+    timed,
     wal_bytes,
+    warm_pass,
 )
 from ingest.store.edge import EdgeStore
 from ingest.store.edge_collections import DEFAULT_HNSW, EXACT_BELOW, HnswParams
@@ -42,6 +43,7 @@ from schemas.settings import DEFAULT_PAYLOAD_INDEXES
 
 PREFIX = "bench"
 QUERIES_DURING_BUILD = 50
+QUERIES_AFTER_SWAP = 50
 SWEEP_UPSERT_BATCH = 1024  # the sweep's stores only need the points in, not a fair upsert time
 # For sets smaller than Qdrant's thresholds (KB of vectors), so that HNSW is really used: the
 # default full-scan threshold, 10,000 KB, is about 6,500 vectors of 384 floats.
@@ -103,10 +105,7 @@ def ef_sweep(
     build: Build,
 ) -> list[SweepRow]:
     """Recall@10 of an indexed store at each query-time ``hnsw_ef``."""
-    # One untimed pass first: right after the index swap its files are not in memory yet,
-    # and the first setting measured would pay for that.
-    for row in queries:
-        store.query(MODEL_ID, vector=row.tolist(), limit=TOP_K)
+    warm_pass(store, MODEL_ID, queries)  # else the first setting pays for the cold start
     rows = []
     for ef in efs:
         store.hnsw_ef = ef
@@ -137,6 +136,7 @@ class EdgeRun:
     exact_recall: Recall
     build: Build
     hnsw: dict[str, Latency] = field(default_factory=dict)
+    after_swap: Latency | None = None  # the first queries after the index swap (cold)
     filtered_recall: Recall | None = None
     disk_indexed_bytes: int | None = None
     wal_indexed_bytes: int | None = None
@@ -190,6 +190,9 @@ def run_edge(
     run.rss_after_index_bytes = rss_bytes() - rss_start
     run.disk_indexed_bytes = disk_bytes(folder)
     run.wal_indexed_bytes = wal_bytes(folder)
+    # What users see right after a rebuild, then the steady state (see ``warm_pass``).
+    run.after_swap = timed(calls_by_kind["by vector"], QUERIES_AFTER_SWAP, warm_up=0)
+    warm_pass(store, MODEL_ID, queries)
     run.hnsw = kinds.run(store, calls)
     run.sweep = ef_sweep(
         store, catalog.name, queries, truth, index_of, hnsw=DEFAULT_HNSW, efs=efs, build=build
