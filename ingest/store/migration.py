@@ -82,13 +82,13 @@ def _copy(
     model_id = info.model_id
     recorded = Recorded(info.model_id, info.model_fingerprint, info.dimension)
     copied = 0
+    # scroll_pages yields at least one (possibly empty) page, and importing even an empty one
+    # creates the collection: an empty collection moves over too.
     for page in scroll_pages(source, model_id, page_size=PAGE, with_vectors=True):
         target.import_points(recorded, page)
         copied += len(page)
         if progress is not None:
             progress(info.name, copied, info.points)
-    if copied == 0:
-        target.import_points(recorded, [])  # an empty collection is a collection too
     stored = target.count(model_id)
     if stored != info.points:
         raise StoreError(

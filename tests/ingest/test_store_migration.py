@@ -99,3 +99,15 @@ def test_a_count_that_does_not_match_leaves_the_old_store_in_place(
     # Still refused until a migration succeeds.
     with pytest.raises(StoreUnavailable, match="lookalike store migrate"):
         current.open_store(settings)
+
+
+def test_an_empty_collection_moves_over_too(tmp_path: Path) -> None:
+    old = QdrantStore(local_client(str(tmp_path / "qdrant")))
+    old.ensure_collection(manifest("empty-model"))
+    old.close()
+    store, migrated = current.open_migrated_store(Settings(data_dir=tmp_path))
+    try:
+        assert [(m.name, m.points) for m in migrated] == [("lookalike__empty-model", 0)]
+        assert [(c.model_id, c.points) for c in store.collections()] == [("empty-model", 0)]
+    finally:
+        store.close()
